@@ -1,0 +1,1 @@
+"""Subcommands of the ``fedshift`` command line, one module each."""

@@ -1,0 +1,87 @@
+"""Settings of the synthetic federation: one :class:`SynthConfig`, one :class:`SiteSpec` per site.
+
+Every per-site knob is off by default (its neutral value), so a scenario file names only
+the shifts it plants. Units: mm for lengths, mm^3 for volumes; intensities are relative to
+the mean white-matter intensity of the unshifted scanner (1.0 = WM).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fedshift.errors import ConfigError
+
+
+@dataclass
+class SiteSpec:
+    """One synthetic hospital. Defaults = no shift."""
+
+    labelled: bool = True  # False: a target site, labels written only under labelsTs
+    n_train: int | None = None  # None: the scenario's n_train
+    n_test: int | None = None
+    # population shift: P(anatomy)
+    lesion_load: float = 1.0  # multiplies the mean lesion count
+    lesion_size: float = 1.0  # multiplies lesion radii
+    # acquisition shift: P(image | anatomy)
+    gamma: float = 1.0  # contrast curve I -> I**gamma (on WM-normalised intensities)
+    bias_field: float = 0.0  # peak-to-peak log-amplitude of a smooth multiplicative field
+    noise: float = 0.0  # extra Rician noise std, relative to WM
+    blur_mm: float = 0.0  # through-plane (z) Gaussian blur, FWHM in mm
+    slice_thickness_mm: float = 0.0  # > voxel size: thick slices, interpolated back
+    scale: float = 1.0  # intensity scale of the stored values
+    offset: float = 0.0  # intensity offset, relative to WM
+    # annotation shift: P(label | anatomy)
+    rater_dilation: int = 0  # voxels; negative erodes
+    missed_below_mm3: float = 0.0  # lesions smaller than this are not annotated
+    n_raters: int = 1  # > 1 writes extra raters under labelsTr_raters/
+    # quality problems, on a fraction of this site's training cases
+    ghosting_fraction: float = 0.0
+    spike_fraction: float = 0.0
+
+
+@dataclass
+class SynthConfig:
+    """A whole synthetic federation."""
+
+    name: str = "default"
+    seed: int = 0
+    voxel_mm: float = 3.0  # 3 mm: CPU-friendly (~60^3); 1 mm for GPU work
+    n_train: int = 10
+    n_test: int = 4
+    base_noise: float = 0.03  # scanner noise every site has, relative to WM
+    lesion_count: float = 10.0  # mean lesions per case (Poisson)
+    lesion_radius_mm: float = 4.0  # median lesion radius (log-normal)
+    periventricular_fraction: float = 0.6
+    deformation_mm: float = 3.0  # std of the smooth random displacement
+    scale_sd: float = 0.04  # std of the global head scale
+    ventricle_sd: float = 0.25  # std of the log ventricle enlargement
+    ghosting_strength: float = 0.5  # k-space line intensity of motion ghosts
+    spike_strength: float = 0.3  # k-space spike height relative to the k-space maximum
+    sites: dict[str, SiteSpec] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if not self.sites:
+            raise ConfigError("sites: a scenario needs at least one site")
+        if not 0.5 <= self.voxel_mm <= 8.0:
+            raise ConfigError(f"voxel_mm must be within [0.5, 8] mm, got {self.voxel_mm}")
+        if self.n_train < 0 or self.n_test < 0:
+            raise ConfigError(f"n_train/n_test must be >= 0, got {self.n_train}/{self.n_test}")
+        for name, spec in self.sites.items():
+            if not name.replace("-", "").replace("_", "").isalnum():
+                raise ConfigError(f"site name {name!r} must be letters, digits, '-' or '_'")
+            for knob in ("ghosting_fraction", "spike_fraction"):
+                value = getattr(spec, knob)
+                if not 0.0 <= value <= 1.0:
+                    raise ConfigError(f"sites.{name}.{knob} must be in [0, 1], got {value}")
+            if spec.gamma <= 0 or spec.scale <= 0:
+                raise ConfigError(f"sites.{name}: gamma and scale must be > 0")
+            if spec.n_raters < 1:
+                raise ConfigError(f"sites.{name}.n_raters must be >= 1, got {spec.n_raters}")
+            if spec.lesion_load < 0 or spec.lesion_size <= 0:
+                raise ConfigError(f"sites.{name}: lesion_load >= 0 and lesion_size > 0 required")
+
+    def site_cases(self, name: str) -> tuple[int, int]:
+        spec = self.sites[name]
+        n_train = self.n_train if spec.n_train is None else spec.n_train
+        n_test = self.n_test if spec.n_test is None else spec.n_test
+        return n_train, n_test

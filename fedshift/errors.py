@@ -1,0 +1,27 @@
+"""Exceptions raised by FedShift. One module, so callers know what to catch."""
+
+from __future__ import annotations
+
+
+class FedShiftError(Exception):
+    """Base class of every error FedShift raises on purpose."""
+
+
+class UsageError(FedShiftError):
+    """Bad input from the person running a command: a missing folder, an unknown name.
+
+    The command line prints the message on one line and exits with status 2.
+    """
+
+
+class ConfigError(UsageError):
+    """A configuration value is missing, of the wrong type or out of range."""
+
+
+class DataError(FedShiftError):
+    """A data file cannot be used. Carries the readiness finding code and the file."""
+
+    def __init__(self, code: str, message: str, file: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.file = file
