@@ -36,6 +36,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "unexpected_file": ("warning", "a file in the layout that FedShift does not use"),
     "attestation_missing": ("warning", "a human attestation is not given in the site config"),
     "unusual_input": ("info", "valid but unusual input, handled"),
+    "check_failed": ("error", "a check could not run on this file; see the message"),
 }
 
 

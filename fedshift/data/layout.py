@@ -195,9 +195,9 @@ def _scan_raters(root: Path, problems: list[Finding]) -> dict[str, dict[str, Pat
 
 def discover_site(root: str | Path) -> SiteLayout:
     """Scan a site folder. Raises :class:`UsageError` only if ``root`` is not a folder."""
-    root = Path(root)
-    if not root.is_dir():
+    if not Path(root).is_dir():
         raise UsageError(f"site folder {str(root)!r} does not exist or is not a folder")
+    root = Path(root).resolve()  # case paths and SiteLayout.rel() agree on one absolute root
     problems: list[Finding] = []
     meta = _read_dataset_json(root, problems)
     raters = _scan_raters(root, problems)
@@ -206,8 +206,8 @@ def discover_site(root: str | Path) -> SiteLayout:
     if not (root / "imagesTr").is_dir():
         problems.append(finding("unstructured", "imagesTr/ is missing", "imagesTr"))
     return SiteLayout(
-        root=root.resolve(),
-        name=root.resolve().name,
+        root=root,
+        name=root.name,
         dataset_json=meta,
         cases=tuple(train + test),
         has_train_labels=has_train_labels,

@@ -7,22 +7,60 @@ training, evaluation), so a file is judged the same way everywhere.
 from __future__ import annotations
 
 import gzip
+import logging
+import math
 import os
+import struct
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from nibabel.filebasedimages import ImageFileError
-from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation
+from nibabel.imageglobals import logger as _nibabel_logger
+from nibabel.orientations import (
+    OrientationError,
+    apply_orientation,
+    axcodes2ornt,
+    inv_ornt_aff,
+    io_orientation,
+)
+from nibabel.spatialimages import HeaderDataError, HeaderTypeError, ImageDataError
+from nibabel.wrapstruct import WrapStructError
 
 from fedshift.errors import DataError
 
 #: a header may not claim more than this many bytes of voxel data (2 GiB)
 MAX_DATA_BYTES = 2**31
 
+#: deflate cannot compress better than about 1032:1, so a gzip file of n bytes holds at
+#: most this many times n bytes: a header claiming more is refused before reading
+MAX_GZIP_RATIO = 1100
+
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
+
+#: bytes read from a gzip file at a time
+_CHUNK = 1 << 20
+#: a gzip file may hold this much more than its header claims (NIfTI extensions, padding)
+_GZIP_SLACK = 1 << 20
+
+#: what nibabel raises on a malformed file (header, gzip stream or data)
+_READ_ERRORS = (
+    ImageFileError,
+    HeaderDataError,
+    HeaderTypeError,
+    ImageDataError,
+    WrapStructError,
+    OSError,
+    EOFError,
+    zlib.error,
+    struct.error,
+    ValueError,
+    OverflowError,
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +75,8 @@ class Volume:
     header : the file's header (text fields are checked by readiness).
     path : the file read.
     orientation : the axis codes the file was stored in, e.g. ``('L', 'P', 'S')``.
+    header_fixes : what nibabel fixed in the header while reading it (e.g. a zero or
+        negative pixdim), one message each.
     """
 
     data: np.ndarray
@@ -45,6 +85,7 @@ class Volume:
     header: nib.Nifti1Header | nib.Nifti2Header
     path: Path
     orientation: tuple[str, ...]
+    header_fixes: tuple[str, ...] = ()
 
     def as_float32(self) -> np.ndarray:
         return np.asarray(self.data, dtype=np.float32)
@@ -61,34 +102,73 @@ def strip_nifti_suffix(name: str) -> str:
     return name
 
 
-def _gzip_isize(path: Path) -> int | None:
-    """Uncompressed size mod 2**32 from a gzip trailer, or None when it cannot be read."""
-    size = path.stat().st_size
-    if size < 18:
-        return None
+def claimed_bytes(img: nib.Nifti1Image) -> int:
+    """Bytes a single-file NIfTI must hold by its header: data offset + voxel data."""
+    header = img.header
+    shape = header.get_data_shape()
+    itemsize = header.get_data_dtype().itemsize
+    # the loaded header's vox_offset is reset to 0; the array proxy keeps the file's
+    offset = int(getattr(img.dataobj, "offset", header.get_data_offset()))
+    # Python ints: a NIfTI-2 header's int64 dimensions must not overflow the product
+    return offset + math.prod(int(n) for n in shape) * itemsize
+
+
+def _gunzip(path: Path, limit: int) -> bytes:
+    """Decompress a whole gzip file (every member), verifying each CRC-32 and length.
+
+    nibabel stops reading once it has the voxel data, so the trailer checksum of a
+    corrupt stream would never be verified. Output over ``limit`` bytes is refused while
+    decompressing, so a gzip bomb is never held in memory. Zero padding between or after
+    members is skipped, as Python's gzip module does.
+    """
+    out: list[bytes] = []
+    total = 0
+    decomp, in_member = zlib.decompressobj(wbits=31), False
     with path.open("rb") as fh:
-        fh.seek(size - 4)
-        return int.from_bytes(fh.read(4), "little")
+        pending = fh.read(_CHUNK)
+        while pending:
+            if not in_member:
+                pending = pending.lstrip(b"\x00")
+                if not pending:
+                    pending = fh.read(_CHUNK)
+                    continue
+            in_member = True
+            piece = decomp.decompress(pending, limit + 1 - total)
+            total += len(piece)
+            out.append(piece)
+            if total > limit:
+                raise DataError("unreadable", f"gzip stream holds more than {limit:,} bytes")
+            if decomp.eof:  # the next member, if any (multi-member gzip, e.g. bgzip)
+                pending = decomp.unused_data
+                decomp, in_member = zlib.decompressobj(wbits=31), False
+            else:
+                pending = decomp.unconsumed_tail
+            if not pending:
+                pending = fh.read(_CHUNK)
+    if in_member:
+        raise DataError("unreadable", "gzip stream ends early (truncated file)")
+    return b"".join(out)
 
 
 def _check_claimed_size(path: Path, img: nib.Nifti1Image) -> None:
-    """Refuse a file whose header claims more voxel data than the file holds."""
+    """Refuse a file whose header claims more voxel data than the file holds (for gzip:
+    more than its size could hold; :func:`_gunzip` checks the exact length later)."""
     header = img.header
     shape = header.get_data_shape()
     if any(int(n) <= 0 for n in shape):
         raise DataError("unreadable", f"header has a non-positive dimension {tuple(shape)}")
-    itemsize = header.get_data_dtype().itemsize
-    claimed = int(header.get_data_offset()) + int(np.prod(shape, dtype=np.int64)) * itemsize
+    claimed = claimed_bytes(img)
     if claimed > MAX_DATA_BYTES:
         raise DataError(
-            "unreadable", f"header claims {claimed:,} bytes of data, over the {MAX_DATA_BYTES:,} limit"
+            "unreadable",
+            f"header claims {claimed:,} bytes of data, over the {MAX_DATA_BYTES:,} limit",
         )
     if path.name.endswith(".gz"):
-        isize = _gzip_isize(path)
-        if isize is not None and claimed < 2**32 and isize < claimed:
+        held = path.stat().st_size
+        if claimed > MAX_GZIP_RATIO * held:
             raise DataError(
                 "unreadable",
-                f"header claims {claimed:,} bytes but the gzip stream holds {isize:,} (truncated?)",
+                f"header claims {claimed:,} bytes, more than a {held:,}-byte gzip file can hold",
             )
     else:
         held = path.stat().st_size
@@ -98,18 +178,50 @@ def _check_claimed_size(path: Path, img: nib.Nifti1Image) -> None:
             )
 
 
+class _Collect(logging.Handler):
+    """Keeps the messages nibabel logs while it fixes a header."""
+
+    def __init__(self) -> None:
+        super().__init__(level=1)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _nibabel_notes() -> Iterator[list[str]]:
+    """Collect (instead of print) nibabel's notes on header fixes, e.g. a zero pixdim it
+    replaced by 1: readiness reports them as findings."""
+    handler = _Collect()
+    saved = (_nibabel_logger.handlers[:], _nibabel_logger.propagate, _nibabel_logger.level)
+    _nibabel_logger.handlers = [handler]
+    _nibabel_logger.propagate = False
+    _nibabel_logger.setLevel(1)
+    try:
+        yield handler.messages
+    finally:
+        _nibabel_logger.handlers, _nibabel_logger.propagate = saved[0], saved[1]
+        _nibabel_logger.setLevel(saved[2])
+
+
 def load_image(path: Path) -> nib.Nifti1Image | nib.Nifti2Image:
     """Open a NIfTI-1 or NIfTI-2 file and check its claimed size. Reads the header only."""
     path = Path(path)
     if not path.is_file():
         raise DataError("unreadable", f"{path} is not a file", str(path))
     try:
-        img = nib.load(path, mmap=False)
-    except (ImageFileError, OSError, EOFError, zlib.error, ValueError) as exc:
+        with _nibabel_notes() as notes:
+            img = nib.load(path, mmap=False)
+    except _READ_ERRORS as exc:
         raise DataError("unreadable", f"not a readable NIfTI file: {exc}", str(path)) from exc
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise DataError("unreadable", f"{type(img).__name__} is not a NIfTI image", str(path))
-    _check_claimed_size(path, img)
+    try:
+        _check_claimed_size(path, img)
+    except DataError as exc:
+        raise DataError(exc.code, str(exc), str(path)) from None
+    img.extra["fedshift_header_fixes"] = tuple(notes)
     return img
 
 
@@ -120,7 +232,9 @@ def _squeeze_to_3d(data: np.ndarray) -> np.ndarray:
     return data
 
 
-def reorient_to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reorient_to_ras(
+    data: np.ndarray, affine: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Permute/flip a 3D array to RAS+; returns (data, affine, ornt_of_file)."""
     ornt = io_orientation(affine)
     ras = axcodes2ornt(("R", "A", "S"))
@@ -132,10 +246,40 @@ def reorient_to_ras(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, n
 
 
 def affine_is_valid(affine: np.ndarray) -> bool:
+    """True for a finite, non-singular 4x4 affine whose axes map onto distinct world axes."""
     a = np.asarray(affine, dtype=np.float64)
     if a.shape != (4, 4) or not np.all(np.isfinite(a)):
         return False
-    return abs(np.linalg.det(a[:3, :3])) > 1e-6
+    with np.errstate(all="ignore"):
+        norms = np.sqrt((a[:3, :3] ** 2).sum(axis=0))
+        if not np.all(norms > 0):
+            return False
+        # scale-free: |det| / product of column lengths is 1 for orthogonal axes, 0 when
+        # they are collinear (tiny voxels are judged by the spacing check, not here)
+        det = np.linalg.det(a[:3, :3]) / np.prod(norms)
+        if not np.isfinite(det) or abs(det) <= 1e-6:
+            return False
+        try:
+            ornt = io_orientation(a)
+        except (OrientationError, ValueError, np.linalg.LinAlgError):
+            return False
+    return bool(np.all(np.isfinite(ornt)))
+
+
+def _voxel_data(path: Path, img: nib.Nifti1Image | nib.Nifti2Image) -> np.ndarray:
+    """The scaled voxel array; a gzip file is decompressed whole, checksum verified."""
+    if path.name.endswith(".gz"):
+        claimed = claimed_bytes(img)
+        raw = _gunzip(path, claimed + _GZIP_SLACK)
+        if len(raw) < claimed:  # a lying gzip trailer: refuse before nibabel allocates
+            raise DataError(
+                "unreadable",
+                f"header claims {claimed:,} bytes but the gzip stream holds {len(raw):,}",
+            )
+        with _nibabel_notes():
+            img = type(img).from_bytes(raw)
+    with np.errstate(all="ignore"):  # overflowing scale factors give inf: a finding
+        return np.asanyarray(img.dataobj)
 
 
 def read_volume(path: str | os.PathLike[str], *, reorient: bool = True) -> Volume:
@@ -149,9 +293,12 @@ def read_volume(path: str | os.PathLike[str], *, reorient: bool = True) -> Volum
     """
     path = Path(path)
     img = load_image(path)
+    fixes = tuple(img.extra.get("fedshift_header_fixes", ()))
     try:
-        data = np.asanyarray(img.dataobj)
-    except (OSError, EOFError, zlib.error, ValueError, gzip.BadGzipFile) as exc:
+        data = _voxel_data(path, img)
+    except DataError as exc:
+        raise DataError(exc.code, str(exc), str(path)) from None
+    except (*_READ_ERRORS, gzip.BadGzipFile, MemoryError) as exc:
         raise DataError("unreadable", f"voxel data cannot be read: {exc}", str(path)) from exc
     data = _squeeze_to_3d(data)
     affine = np.asarray(img.affine, dtype=np.float64)
@@ -165,4 +312,4 @@ def read_volume(path: str | os.PathLike[str], *, reorient: bool = True) -> Volum
             for axis, (new_axis, _flip) in enumerate(ornt):
                 permuted[int(new_axis)] = zooms[axis]
             zooms = tuple(permuted)
-    return Volume(data, affine, zooms, img.header, path, axcodes)
+    return Volume(data, affine, zooms, img.header, path, axcodes, fixes)
