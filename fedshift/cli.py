@@ -19,6 +19,12 @@ from fedshift.errors import UsageError
 #: subcommand -> module implementing it
 COMMANDS: dict[str, str] = {
     "synth": "fedshift.commands.synth",
+    "readiness": "fedshift.commands.readiness",
+    "mosaic": "fedshift.commands.mosaic",
+    "simulate": "fedshift.commands.simulate",
+    "certs": "fedshift.commands.certs",
+    "site": "fedshift.commands.site",
+    "coordinator": "fedshift.commands.coordinator",
 }
 
 

@@ -14,6 +14,13 @@ from monai.transforms import MapTransform
 from fedshift.data.nifti import read_volume
 
 
+def _nifti_pixdim(zooms: Sequence[float]) -> np.ndarray:
+    """Voxel sizes in NIfTI's 8-value ``pixdim`` form, which MONAI's spatial transforms
+    update in place (a tuple would make them fail)."""
+    values = [float(z) for z in zooms][:7]
+    return np.asarray([1.0, *values] + [1.0] * (7 - len(values)))
+
+
 class LoadVolumed(MapTransform):
     """Load NIfTI paths under ``keys`` into channel-first ``MetaTensor`` (1, X, Y, Z) in RAS+.
 
@@ -40,6 +47,6 @@ class LoadVolumed(MapTransform):
             out[key] = MetaTensor(
                 torch.from_numpy(np.ascontiguousarray(array[None])),
                 affine=torch.as_tensor(vol.affine, dtype=torch.float64),
-                meta={"filename_or_obj": str(vol.path), "pixdim": vol.zooms},
+                meta={"filename_or_obj": str(vol.path), "pixdim": _nifti_pixdim(vol.zooms)},
             )
         return out

@@ -1,0 +1,78 @@
+"""Which site folders a run uses: the user's, or the synthetic scenario's (generated once)."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from fedshift.config import find_preset, load_config, to_yaml
+from fedshift.data.synth.config import SynthConfig
+from fedshift.data.synth.federation import write_federation
+from fedshift.errors import UsageError
+from fedshift.runconfig import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def synth_config(cfg: RunConfig) -> SynthConfig:
+    overrides = [f"seed={cfg.seed}", *cfg.data.synth_overrides]
+    return load_config(SynthConfig, [find_preset(cfg.data.scenario, "scenarios")], overrides)
+
+
+def synth_root(cfg: RunConfig) -> Path:
+    synth = synth_config(cfg)
+    return Path(cfg.data.synth_dir or f"runs/data/{synth.name}-seed{synth.seed}").resolve()
+
+
+def expected_sites(cfg: RunConfig) -> int:
+    """How many sites the run has (the synthetic scenario's when none are named)."""
+    return len(cfg.all_sites) or len(synth_config(cfg).sites)
+
+
+def ensure_synthetic(cfg: RunConfig) -> Path:
+    """Generate the run's synthetic federation, or reuse it when the same settings made it.
+
+    Several processes may ask at once (simulated sites): a file lock makes one generate
+    while the others wait, then reuse.
+    """
+    root = synth_root(cfg)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / f".{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return _ensure_synthetic_locked(cfg, root)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _ensure_synthetic_locked(cfg: RunConfig, root: Path) -> Path:
+    synth = synth_config(cfg)
+    made = root / "scenario.yaml"
+    if made.is_file() and (root / "truth.json").is_file():
+        if made.read_text() == to_yaml(synth):
+            log.info("reusing synthetic federation %s", root)
+            return root
+        raise UsageError(f"{root} holds another synthetic federation; set data.synth_dir elsewhere")
+    log.info("generating synthetic federation %r (seed %d) in %s", synth.name, synth.seed, root)
+    write_federation(synth, root, progress=lambda m: log.debug(m))
+    return root
+
+
+def resolve_sites(cfg: RunConfig) -> RunConfig:
+    """The config with ``data.sites`` / ``data.target`` filled in and checked."""
+    if not cfg.data.sites and not cfg.data.target:
+        root = ensure_synthetic(cfg)
+        truth = json.loads((root / "truth.json").read_text())
+        sites = tuple(str(root / s) for s, t in truth["sites"].items() if t["spec"]["labelled"])
+        target = tuple(str(root / s) for s, t in truth["sites"].items() if not t["spec"]["labelled"])
+        cfg = replace(cfg, data=replace(cfg.data, sites=sites, target=target))
+    for path in cfg.all_sites:
+        if not Path(path).is_dir():
+            raise UsageError(f"site folder {path!r} does not exist")
+    names = [Path(p).resolve().name for p in cfg.all_sites]
+    if len(set(names)) != len(names):
+        raise UsageError(f"site folder names must be unique, got {names}")
+    return cfg

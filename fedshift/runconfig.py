@@ -1,0 +1,151 @@
+"""The one configuration of a federated run, shared by simulation and deployment.
+
+``configs/default.yaml`` + CLI dotlist -> :class:`RunConfig`. Flower's run config is flat
+(``str -> scalar``): :func:`flatten` / :func:`unflatten` convert, lists travel as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from fedshift.errors import ConfigError
+from fedshift.model.config import SegConfig
+
+#: MIDaR readiness levels, best first
+LEVELS = ("A", "B", "C", "D")
+#: federated strategies (Flower's) and the baselines run outside Flower
+FEDERATED = ("fedavg", "fedprox")
+BASELINES = ("local", "centralized")
+
+_JSON = "json:"
+
+
+def level_at_least(level: str, required: str) -> bool:
+    """True when ``level`` is as good as ``required`` (A > B > C > D)."""
+    return level in LEVELS and LEVELS.index(level) <= LEVELS.index(required)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the sites' data is. Empty ``sites``: generate the synthetic ``scenario``."""
+
+    scenario: str = "default"
+    synth_overrides: tuple[str, ...] = ()  # dotlist for `fedshift synth`, e.g. ("n_train=6",)
+    synth_dir: str = ""  # "" -> runs/data/<scenario>-seed<seed>
+    sites: tuple[str, ...] = ()  # labelled site folders (nnU-Net layout)
+    target: tuple[str, ...] = ()  # unlabelled target site folders (evaluated on labelsTs)
+    cache_dir: str = "runs/cache"  # preprocessing cache, one folder per site; "" = in work dir
+
+
+@dataclass(frozen=True)
+class FedConfig:
+    """The federation: strategy, rounds, gates and timeouts."""
+
+    strategy: str = "fedavg"  # fedavg | fedprox | local | centralized
+    rounds: int = 5
+    proximal_mu: float = 0.01  # fedprox only
+    train_level: str = "A"  # sites below this level train no model (they still evaluate)
+    min_sites: int = 0  # sites to wait for before starting; 0: as many as data names
+    timeout_s: float = 3600.0  # wait for the replies of one round
+    node_wait_s: float = 300.0  # wait for the expected sites to connect
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    cpus_per_site: float = 1.0
+    gpus_per_site: float = 0.0
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A federated run. ``out`` holds config.yaml, metrics.json, checkpoints, report.html."""
+
+    name: str = "default"
+    out: str = "runs/default"
+    seed: int = 0
+    resume: bool = False
+    data: DataConfig = field(default_factory=DataConfig)
+    fed: FedConfig = field(default_factory=FedConfig)
+    seg: SegConfig = field(default_factory=SegConfig)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+
+    def validate(self) -> None:
+        allowed = FEDERATED + BASELINES
+        if self.fed.strategy not in allowed:
+            raise ConfigError(f"fed.strategy={self.fed.strategy!r} is unknown; valid: {', '.join(allowed)}")
+        if self.fed.rounds < 1:
+            raise ConfigError(f"fed.rounds must be >= 1, got {self.fed.rounds}")
+        if self.fed.train_level not in LEVELS:
+            raise ConfigError(f"fed.train_level={self.fed.train_level!r}; valid: {', '.join(LEVELS)}")
+        if self.fed.proximal_mu < 0:
+            raise ConfigError(f"fed.proximal_mu must be >= 0, got {self.fed.proximal_mu}")
+        self.seg.validate()
+
+    @property
+    def all_sites(self) -> tuple[str, ...]:
+        """Labelled sites then targets: the partition order of the simulation."""
+        return tuple(self.data.sites) + tuple(self.data.target)
+
+
+def flatten(cfg: RunConfig) -> dict[str, bool | int | float | str]:
+    """RunConfig -> Flower's flat run config (dotted keys; lists as ``json:[...]``)."""
+    tree = OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)
+    flat: dict[str, bool | int | float | str] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, Mapping):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        elif isinstance(node, list | tuple):
+            flat[prefix] = _JSON + json.dumps(list(node))
+        elif node is None:
+            flat[prefix] = _JSON + "null"
+        else:
+            flat[prefix] = node
+
+    walk("", tree)
+    return flat
+
+
+def unflatten(flat: Mapping[str, Any]) -> RunConfig:
+    """Flower's flat run config -> RunConfig (unknown keys raise :class:`ConfigError`)."""
+    tree: dict[str, Any] = {}
+    for key, value in flat.items():
+        if isinstance(value, str) and value.startswith(_JSON):
+            value = json.loads(value[len(_JSON):])
+        node = tree
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), tree)
+        cfg = OmegaConf.to_object(merged)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"invalid run config: {str(exc).splitlines()[0]}") from exc
+    cfg.validate()  # type: ignore[union-attr]
+    return cfg  # type: ignore[return-value]
+
+
+def flower_toml(cfg: RunConfig) -> str:
+    """The ``[tool.flwr.app.config]`` body for pyproject.toml (``python -m fedshift.runconfig``)."""
+    lines = []
+    for key, value in flatten(cfg).items():
+        text = ("true" if value else "false") if isinstance(value, bool) else (
+            repr(value) if isinstance(value, int | float) else json.dumps(value))
+        lines.append(f'"{key}" = {text}')
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    from dataclasses import replace
+
+    from fedshift.config import CONFIG_DIR, load_config
+
+    print(flower_toml(replace(load_config(RunConfig, [CONFIG_DIR / "default.yaml"]), out="runs/flwr")))

@@ -1,0 +1,192 @@
+"""What a hospital does in a federated run, as plain calls: no Flower in here.
+
+The Flower ClientApp (``sites/client_app.py`` through :mod:`fedshift.fl.client`) turns each
+message into one call of :class:`SiteWorker`. A SuperNode starts a new process per
+message, so everything that must survive between rounds lives on disk in ``work_dir``
+(readiness report, preprocessing cache); nothing is kept in memory.
+
+What leaves the site: model weights, the number of training cases, aggregate metrics
+(loss, mean Dice...), the readiness level and case counts. Never images, labels, per-case
+values or file names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import zlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fedshift.data.layout import SiteLayout, discover_site, site_items
+from fedshift.data.nifti import read_volume
+from fedshift.model import evaluate as ev
+from fedshift.model.config import SegConfig
+from fedshift.model.data import derive_seed, split_train_val
+from fedshift.model.device import choose_device
+from fedshift.model.network import build_network, set_weights
+from fedshift.model.preprocess import PreprocessCache
+from fedshift.model.trainer import SiteTrainer
+from fedshift.readiness.runner import run_readiness, usable_cases
+from fedshift.report.mosaic import label_center, render_mosaic
+from fedshift.report.png import write_png
+from fedshift.runconfig import RunConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The part of a readiness report that may leave the site."""
+
+    site: str
+    level: str
+    n_cases: int
+    n_usable: int
+    labelled: bool
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    weights: list[np.ndarray]
+    num_examples: int  # training cases, the FedAvg weight
+    metrics: dict[str, float]
+
+
+def _fingerprint(layout: SiteLayout) -> str:
+    """Changes when any file of the site changes (path, size, mtime)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in layout.root.rglob("*") if p.is_file()):
+        st = path.stat()
+        h.update(f"{path.relative_to(layout.root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+class SiteWorker:
+    """One site's data, readiness, training and evaluation.
+
+    Parameters
+    ----------
+    data_dir : the site folder (nnU-Net v2 raw layout). Read only.
+    work_dir : the site's private working folder (readiness report, preprocessing cache).
+    seg : model / preprocessing / training settings.
+    seed : the run's seed; the site's own streams derive from it and the site name.
+    cache_dir : preprocessing cache (default ``work_dir/cache``); entries are keyed by file
+        content and preprocessing settings, so runs can share it.
+    """
+
+    def __init__(self, data_dir: str | Path, work_dir: str | Path, seg: SegConfig, seed: int = 0,
+                 cache_dir: str | Path | None = None) -> None:
+        self.layout = discover_site(data_dir)
+        self.name = self.layout.name
+        self.work_dir = Path(work_dir)
+        self.cache_dir = Path(cache_dir) if cache_dir else self.work_dir / "cache"
+        self.seed = derive_seed(seed, zlib.crc32(self.name.encode()))
+        self.seg = replace(seg, train=replace(seg.train, seed=self.seed))
+
+    # -- readiness ------------------------------------------------------------------
+
+    def readiness_report(self) -> dict[str, Any]:
+        """Run readiness once per data content; reuse the report while no file changed."""
+        out = self.work_dir / "readiness"
+        stamp = out / "fingerprint.txt"
+        fingerprint = _fingerprint(self.layout)
+        if stamp.is_file() and stamp.read_text() == fingerprint and (out / "readiness.json").is_file():
+            return json.loads((out / "readiness.json").read_text())
+        log.info("site %s: running readiness on %s", self.name, self.layout.root)
+        report = run_readiness(self.layout.root, out)
+        stamp.write_text(fingerprint)
+        return report
+
+    def readiness(self) -> Readiness:
+        report = self.readiness_report()
+        return Readiness(self.name, report["level"], int(report["n_cases"]), int(report["n_usable"]),
+                         self.layout.has_train_labels)
+
+    # -- data -----------------------------------------------------------------------
+
+    def splits(self) -> tuple[list[dict], list[dict], list[dict]]:
+        """(train, val, test) items of usable cases; train/val split seeded per site."""
+        usable = usable_cases(self.readiness_report())
+        unusable = {c.case_id for c in self.layout.cases} - usable
+        labelled = site_items(self.layout, "train", labelled_only=True, exclude=unusable)
+        train, val = split_train_val(labelled, self.seg.train.val_fraction, self.seed)
+        test = site_items(self.layout, "test", labelled_only=True, exclude=unusable)
+        return train, val, test
+
+    def unlabelled_items(self) -> list[dict]:
+        """Usable training images without labels (what a target site adapts on)."""
+        usable = usable_cases(self.readiness_report())
+        return [i for i in site_items(self.layout, "train") if i["case"] in usable]
+
+    def trainer(self) -> SiteTrainer:
+        train, val, _ = self.splits()
+        return SiteTrainer(self.seg, train, val, cache_dir=self.cache_dir)
+
+    # -- federated calls ------------------------------------------------------------
+
+    def train(self, weights: list[np.ndarray], server_round: int, proximal_mu: float = 0.0) -> TrainOutcome:
+        """One round of local training from the global ``weights``."""
+        trainer = self.trainer()
+        if trainer.num_train_cases == 0:
+            raise RuntimeError(f"site {self.name} has no usable labelled training case")
+        result = trainer.train(global_weights=weights, proximal_mu=proximal_mu, round_index=server_round)
+        log.info("site %s round %d: loss %.4f, %d steps in %.1f s", self.name, server_round,
+                 result.loss, result.steps, result.seconds)
+        metrics = {"loss": result.loss, "steps": float(result.steps), "train_seconds": result.seconds,
+                   "voxels_per_second": result.voxels_per_second}
+        return TrainOutcome(trainer.get_weights(), result.num_examples, metrics)
+
+    def evaluate(self, weights: list[np.ndarray], split: str, threshold: float | None = None) -> dict[str, float]:
+        """Metrics of the global model on this site.
+
+        ``split="val"``: tunes the decision threshold on the validation cases and reports
+        their metrics (labelled sites). ``split="test"``: the held-out test split
+        (labelsTs), with the threshold tuned on validation, or ``threshold`` when the site
+        has no validation labels (a target site).
+        """
+        _, val, test = self.splits()
+        device = choose_device(self.seg.train.device)
+        model = build_network(self.seg.model, seed=self.seed).to(device)
+        set_weights(model, weights)
+        cache = PreprocessCache(self.cache_dir, self.seg.preprocess)
+        if val:
+            tuned, _ = ev.tune_threshold(model, val, cache, self.seg, device)
+        else:
+            tuned = self.seg.eval.threshold if threshold is None else float(threshold)
+        items = val if split == "val" else test
+        if not items:
+            return {"n_cases": 0.0, "threshold": float(tuned)}
+        result = ev.evaluate_items(model, items, cache, self.seg, device, tuned)
+        if split == "test":
+            _, prob = next(ev.iter_predictions(model, items[:1], cache, self.seg, device))
+            self._write_overlay(items[0], prob.numpy() >= tuned)
+        return {**{k: float(v) for k, v in result.mean.items()}, "threshold": float(tuned)}
+
+    def _write_overlay(self, item: dict, pred: np.ndarray) -> None:
+        """truth | prediction mosaic of one test case, kept in the site's work folder."""
+        image = read_volume(item["image"])
+        truth = read_volume(item["label"]).as_float32() > 0.5
+        center = label_center(truth)
+        panels = [render_mosaic(image.as_float32(), m, image.zooms, center=center) for m in (truth, pred)]
+        gap = np.zeros((panels[0].shape[0], 8, 3), dtype=np.uint8)
+        overlay = np.concatenate([panels[0], gap, panels[1]], axis=1)
+        out = self.work_dir / "overlays" / "test.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_png(out, overlay)
+
+
+def site_worker(cfg: RunConfig, data_dir: str | Path, work_dir: str | Path | None = None) -> SiteWorker:
+    """The worker of one site of a run. Without an explicit ``work_dir`` (simulation, local
+    baselines) the site works in ``<out>/sites/<site>`` and caches preprocessing in
+    ``data.cache_dir/<site>``, shared across runs; with one (a hospital's SuperNode) both
+    live in ``work_dir``."""
+    name = Path(data_dir).resolve().name
+    if work_dir is not None:
+        return SiteWorker(data_dir, work_dir, cfg.seg, seed=cfg.seed)
+    cache = Path(cfg.data.cache_dir) / name if cfg.data.cache_dir else None
+    return SiteWorker(data_dir, Path(cfg.out) / "sites" / name, cfg.seg, seed=cfg.seed, cache_dir=cache)

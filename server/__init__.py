@@ -1,0 +1,1 @@
+"""What the coordinator runs: the FedShift ServerApp (a Flower SuperLink runs it)."""

@@ -1,0 +1,1 @@
+"""What a hospital runs: the FedShift ClientApp (a Flower SuperNode loads it)."""

@@ -1,0 +1,37 @@
+"""FedShift ClientApp: thin Flower entry point; the work is in fedshift.sitework.
+
+A hospital's SuperNode loads ``sites.client_app:app`` and passes its data folder as node
+config ``data-path`` (optionally ``work-dir``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from flwr.app import Context, Message
+from flwr.clientapp import ClientApp
+
+from fedshift.fl import client, keys
+
+
+def make_client_app(defaults: Mapping[str, Any] | None = None) -> ClientApp:
+    """A ClientApp; ``defaults`` is a flat run config used under Flower's run config."""
+    app = ClientApp()
+
+    @app.query(keys.READINESS_HANDLER)
+    def readiness(msg: Message, context: Context) -> Message:
+        return client.handle_readiness(msg, context, defaults)
+
+    @app.train()
+    def train(msg: Message, context: Context) -> Message:
+        return client.handle_train(msg, context, defaults)
+
+    @app.evaluate()
+    def evaluate(msg: Message, context: Context) -> Message:
+        return client.handle_evaluate(msg, context, defaults)
+
+    return app
+
+
+app = make_client_app()

@@ -1,0 +1,46 @@
+"""Run config: one schema for simulation and deployment, flattened for Flower."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from fedshift.config import CONFIG_DIR, load_config
+from fedshift.errors import ConfigError
+from fedshift.runconfig import RunConfig, flatten, level_at_least, unflatten
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_flatten_round_trip() -> None:
+    cfg = load_config(RunConfig, [CONFIG_DIR / "default.yaml"], ["data.sites=[a,b]", "fed.rounds=2"])
+    flat = flatten(cfg)
+    assert all(isinstance(v, bool | int | float | str) for v in flat.values())
+    assert flat["data.sites"] == 'json:["a", "b"]'
+    assert unflatten(flat) == cfg
+
+
+def test_pyproject_flower_config_matches_default_yaml() -> None:
+    """`flwr run .` and `fedshift simulate` start from the same settings."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    app_config = pyproject["tool"]["flwr"]["app"]["config"]
+    expected = flatten(load_config(RunConfig, [CONFIG_DIR / "default.yaml"]))
+    expected["out"] = "runs/flwr"
+    assert app_config == expected
+
+
+def test_unknown_strategy_lists_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="fedavg, fedprox, local, centralized"):
+        load_config(RunConfig, [], ["fed.strategy=fedmagic"])
+
+
+def test_unknown_key_named() -> None:
+    with pytest.raises(ConfigError, match="nosuch"):
+        unflatten({"fed.nosuch": 1})
+
+
+def test_levels_order() -> None:
+    assert level_at_least("A", "B") and level_at_least("B", "B")
+    assert not level_at_least("C", "B") and not level_at_least("?", "D")
