@@ -1,0 +1,1 @@
+"""Deployment: certificates and site keys, site/coordinator configs, Flower processes."""
