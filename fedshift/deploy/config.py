@@ -84,6 +84,9 @@ class SiteConfig:
     required_level : str
         Lowest readiness level (A, B, C or D) the federation accepts; below it the site
         refuses to join and says why.
+    work_dir : str
+        The site's private working folder (preprocessing cache, readiness report, prediction
+        overlays), passed to the ClientApp as node config ``work-dir``; it stays at the site.
     readiness_dir : str
         Where ``readiness.json`` / ``readiness.html`` are written ("" = LOG_DIR/readiness).
     port : int
@@ -112,6 +115,7 @@ class SiteConfig:
     ca_cert: str = "certs/ca.crt"
     private_key: str = MISSING
     required_level: str = "B"
+    work_dir: str = "work"
     readiness_dir: str = ""
     port: int = 9094
     log_dir: str = "logs"
@@ -239,7 +243,7 @@ class CoordinatorConfig:
 
 #: fields holding file or folder paths, per config class
 PATH_FIELDS: dict[type, tuple[str, ...]] = {
-    SiteConfig: ("data_path", "ca_cert", "private_key", "readiness_dir", "log_dir", "flwr_home"),
+    SiteConfig: ("data_path", "work_dir", "ca_cert", "private_key", "readiness_dir", "log_dir", "flwr_home"),
     CoordinatorConfig: (
         "ca_cert",
         "server_cert",

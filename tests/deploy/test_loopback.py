@@ -1,0 +1,112 @@
+"""A real deployment on loopback: `fedshift coordinator` (SuperLink, TLS, node auth), three
+enrolled `fedshift site` SuperNodes and one unenrolled, then one federated round of the
+real FedShift app through `flwr run`. Every process started is stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from fedshift.cli import main
+from fedshift.data.synth.config import SiteSpec, SynthConfig
+from fedshift.data.synth.federation import write_federation
+from fedshift.deploy.processes import flower_env, free_port
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+ENROLLED = ("site0", "site1", "site2")
+RUN_CONFIG = (
+    "fed.rounds=1 fed.min_sites=3 fed.node_wait_s=120 seg.train.local_steps=2 "
+    "seg.train.batch_size=1 seg.eval.sw_batch_size=1 seg.train.patch_size='json:[16, 16, 16]' "
+)
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = path.read_text() if path.exists() else ""
+        if text in out:
+            return out
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended ({proc.returncode}) before {text!r}:\n{out}")
+        time.sleep(0.3)
+    raise AssertionError(f"no {text!r} after {timeout} s:\n{path.read_text()}")
+
+
+def _start(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "fedshift.cli", *args], cwd=cwd, stdout=log.open("w"),
+        stderr=subprocess.STDOUT, start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def _write_configs(tmp: Path, port: int) -> None:
+    sites = [{"name": s, "public_key": f"deploy/keys/{s}.pub"} for s in ENROLLED]
+    coordinator = {"host": "127.0.0.1", "port": port, "public_host": "localhost", "sites": sites,
+                   "ca_cert": "deploy/certs/ca.crt", "server_cert": "deploy/certs/server.pem",
+                   "server_key": "deploy/certs/server.key"}
+    OmegaConf.save(OmegaConf.create(coordinator), tmp / "coordinator.yaml")
+    for name in (*ENROLLED, "stranger"):
+        site = {"name": name, "data_path": f"data/{name}", "superlink": f"localhost:{port}",
+                "ca_cert": "deploy/certs/ca.crt", "private_key": f"deploy/keys/{name}.key",
+                "required_level": "B", "port": free_port(), "work_dir": f"work/{name}",
+                "log_dir": f"logs/{name}", "flwr_home": f"flwr/{name}", "start_timeout_s": 60,
+                "attestations": {"ethics_reference": "synthetic data", "annotation_protocol": "synthetic"}}
+        OmegaConf.save(OmegaConf.create(site), tmp / f"{name}.yaml")
+
+
+def test_loopback_deployment(tmp_path: Path) -> None:
+    cfg = SynthConfig(name="loopback", seed=3, voxel_mm=6.0, n_train=5, n_test=1,
+                      sites={s: SiteSpec() for s in (*ENROLLED, "stranger")})
+    write_federation(cfg, tmp_path / "data")
+    assert main(["certs", "init", "--out", str(tmp_path / "deploy"), "--host", "localhost",
+                 "--host", "127.0.0.1", "--sites", *ENROLLED, "stranger"]) == 0
+    port = free_port()
+    _write_configs(tmp_path, port)
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        procs["coordinator"] = _start(["coordinator", "--config", "coordinator.yaml"],
+                                      tmp_path / "coordinator.out", tmp_path)
+        _wait_for(tmp_path / "coordinator.out", "Ctrl-C", procs["coordinator"], 120)
+        for name in (*ENROLLED, "stranger"):
+            procs[name] = _start(["site", "--config", f"{name}.yaml"], tmp_path / f"{name}.out", tmp_path)
+        assert procs["stranger"].wait(timeout=180) != 0
+        refused = (tmp_path / "stranger.out").read_text()
+        assert "enrol" in refused.lower() or "refused" in refused.lower(), refused
+        for name in ENROLLED:
+            _wait_for(tmp_path / f"{name}.out", "joined", procs[name], 180)
+
+        env = flower_env(tmp_path / "state" / "flwr-home")
+        out = tmp_path / "run"
+        run = subprocess.run(
+            ["flwr", "run", str(ROOT), "fedshift", "--stream", "--run-config", RUN_CONFIG + f"out='{out}'"],
+            env=env, capture_output=True, text=True, timeout=900,
+        )
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert set(metrics["rounds"][0]["sites"]) == set(ENROLLED)
+        for name in ENROLLED:
+            assert metrics["rounds"][0]["sites"][name]["train_num-examples"] > 0
+            assert 0.0 <= metrics["final"]["sites"][name]["dice"] <= 1.0
+        for name in ENROLLED:  # the images stayed at the sites: only their work folders hold caches
+            assert (tmp_path / "work" / name / "cache").is_dir()
+        assert not (out / "sites").exists()
+    finally:
+        for name, proc in reversed(procs.items()):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGINT)
+                try:
+                    proc.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+    for name, proc in procs.items():
+        assert proc.returncode == (0 if name != "stranger" else proc.returncode), name
