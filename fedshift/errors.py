@@ -25,3 +25,12 @@ class DataError(FedShiftError):
         super().__init__(message)
         self.code = code
         self.file = file
+
+
+class SecureAggregationError(FedShiftError):
+    """Secure aggregation refused to go on: too few sites or shares, a tampered or
+    misaddressed ciphertext, a message out of order or inconsistent with the round.
+
+    The message names the round, the site(s) and the value at fault; it never holds a
+    key, a share or a site's statistics.
+    """
