@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/fedshift demo --out runs/default
+	$(VENV)/bin/fedshift simulate
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q

@@ -60,6 +60,8 @@ class RunState:
     readiness: dict[str, Any] = field(default_factory=dict)
     strategy: dict[str, Any] = field(default_factory=dict)
     final: dict[str, Any] = field(default_factory=dict)
+    timing: dict[str, float] = field(default_factory=dict)
+    federation: dict[str, Any] = field(default_factory=dict)  # secure statistics rounds (sums only)
 
 
 class RunFolder:
@@ -83,6 +85,8 @@ class RunFolder:
         os.replace(tmp, self.checkpoints / name)
         meta = {"last_round": state.last_round, "weights": name, "rounds": state.rounds,
                 "readiness": state.readiness, "strategy": state.strategy}
+        if state.federation:
+            meta["federation"] = state.federation
         _atomic_write(self.checkpoints / "state.json", json.dumps(_clean(meta), indent=1).encode())
 
     def load_checkpoint(self) -> RunState | None:
@@ -94,7 +98,7 @@ class RunFolder:
         with np.load(self.checkpoints / meta["weights"]) as npz:
             weights = [npz[f"arr_{i}"] for i in range(len(npz.files))]
         return RunState(meta["last_round"], weights, meta["rounds"], meta.get("readiness", {}),
-                        meta.get("strategy", {}))
+                        meta.get("strategy", {}), federation=meta.get("federation", {}))
 
     def check_resumable(self, cfg: RunConfig) -> None:
         """Refuse to resume a run whose config differs in what shapes the result."""
@@ -116,7 +120,10 @@ class RunFolder:
 
     def write_metrics(self, state: RunState) -> Path:
         path = self.root / "metrics.json"
-        body = {"rounds": state.rounds, "final": state.final, "readiness": state.readiness}
+        body = {"rounds": state.rounds, "final": state.final, "readiness": state.readiness,
+                "timing": state.timing}
+        if state.federation:
+            body["federation"] = state.federation
         _atomic_write(path, json.dumps(_clean(body), indent=1).encode())
         return path
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from fedshift.readiness.runner import run_readiness, usable_cases
 from fedshift.report.mosaic import label_center, render_mosaic
 from fedshift.report.png import write_png
 from fedshift.runconfig import RunConfig
+from fedshift.shift.site_stats import LocalStatistics, site_statistics
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +151,7 @@ class SiteWorker:
         (labelsTs), with the threshold tuned on validation, or ``threshold`` when the site
         has no validation labels (a target site).
         """
+        start = time.perf_counter()
         _, val, test = self.splits()
         device = choose_device(self.seg.train.device)
         model = build_network(self.seg.model, seed=self.seed).to(device)
@@ -160,12 +163,28 @@ class SiteWorker:
             tuned = self.seg.eval.threshold if threshold is None else float(threshold)
         items = val if split == "val" else test
         if not items:
-            return {"n_cases": 0.0, "threshold": float(tuned)}
+            return {"n_cases": 0.0, "threshold": float(tuned), "eval_seconds": time.perf_counter() - start}
         result = ev.evaluate_items(model, items, cache, self.seg, device, tuned)
+        seconds = time.perf_counter() - start
         if split == "test":
             _, prob = next(ev.iter_predictions(model, items[:1], cache, self.seg, device))
             self._write_overlay(items[0], prob.numpy() >= tuned)
-        return {**{k: float(v) for k, v in result.mean.items()}, "threshold": float(tuned)}
+        return {**{k: float(v) for k, v in result.mean.items()}, "threshold": float(tuned),
+                "eval_seconds": seconds}
+
+    def statistics(self, weights: list[np.ndarray], server_round: int, samples_per_class: int = 256
+                   ) -> LocalStatistics:
+        """This site's statistics under the global ``weights`` (usable training cases),
+        seeded by the site and ``server_round``. Stays at the site: only its secure sum
+        over >= 3 sites and the diagnosis scalars leave (see
+        :func:`fedshift.shift.site_stats.site_statistics`)."""
+        device = choose_device(self.seg.train.device)
+        model = build_network(self.seg.model, seed=self.seed).to(device)
+        set_weights(model, weights)
+        cache = PreprocessCache(self.cache_dir, self.seg.preprocess)
+        return site_statistics(model, self.unlabelled_items(), cache, self.seg, device,
+                               samples_per_class=samples_per_class,
+                               seed=derive_seed(self.seed, server_round))
 
     def _write_overlay(self, item: dict, pred: np.ndarray) -> None:
         """truth | prediction mosaic of one test case, kept in the site's work folder."""

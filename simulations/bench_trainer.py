@@ -15,11 +15,10 @@ Usage::
         [--config FILE.yaml] [--set train.batch_size=2 ...]
 
 SITE_DIR is in nnU-Net raw layout (dataset.json, imagesTr/<case>_0000.nii.gz,
-labelsTr/<case>.nii.gz). A phantom site of the 3 mm size can be written with the model
-tests' helper::
+labelsTr/<case>.nii.gz), e.g. a site of the synthetic federation::
 
-    python -c "import sys; sys.path.insert(0, 'tests/model'); from conftest import \
-        write_phantom_site as w; w('/tmp/bench/SiteB', n_cases=6, shape=(66, 78, 63))"
+    fedshift synth --out runs/data/default-seed0
+    python simulations/bench_trainer.py runs/data/default-seed0/site0 --steps 20
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from fedshift.data.sites import expected_sites
 from fedshift.errors import ConfigError, FedShiftError
 from fedshift.fl import keys
 from fedshift.fl.records import from_arrays, reply_metrics, reply_site, to_arrays
+from fedshift.fl.secure_rounds import federation_round
 from fedshift.model.network import build_network, get_weights
 from fedshift.runconfig import RunConfig, level_at_least
 from fedshift.runstate import RunFolder, RunState
@@ -139,12 +140,15 @@ def train_round(grid: Grid, strategy: Strategy, rnd: int, weights: list[np.ndarr
 
 def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
     """The whole federated run; returns the final state (also on disk in ``cfg.out``)."""
+    started = time.perf_counter()
     folder = RunFolder(cfg.out)
     if cfg.resume:
         folder.check_resumable(cfg)
     folder.write_config(cfg)
     nodes = wait_for_nodes(grid, cfg.fed.min_sites or expected_sites(cfg), cfg.fed.node_wait_s)
+    connected = time.perf_counter()
     sites = query_readiness(grid, nodes, cfg.fed.timeout_s)
+    state_timing = {"wait_for_sites_s": connected - started, "readiness_s": time.perf_counter() - connected}
     for info in sorted(sites.values(), key=lambda s: s.name):
         log.info("site %s: level %s, %d/%d cases usable%s", info.name, info.level, info.n_usable,
                  info.n_cases, "" if info.labelled else " (unlabelled)")
@@ -160,7 +164,10 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
                                 "trains": n in trainers} for n, s in sites.items()}
     strategy = make_strategy(cfg, len(trainers))
     state.strategy = {"name": cfg.fed.strategy, "state": "stateless between rounds (FedAvg/FedProx)"}
-    for rnd in range(state.last_round + 1, cfg.fed.rounds + 1):
+    first = state.last_round + 1
+    for rnd in range(first, cfg.fed.rounds + 1):
+        if cfg.fed.secure_stats and (rnd == first or cfg.fed.stats_every_round):
+            federation_round(grid, sites, state, cfg)  # secure stats, reference, diagnosis
         t0 = time.perf_counter()
         state.weights, train_metrics = train_round(grid, strategy, rnd, state.weights, trainers, cfg)
         t1 = time.perf_counter()
@@ -176,7 +183,12 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
         state.last_round = rnd
         folder.save_checkpoint(state)
         folder.write_metrics(state)
+    if cfg.fed.secure_stats and cfg.fed.stats_every_round:
+        federation_round(grid, sites, state, cfg)
+    t_final = time.perf_counter()
     state.final = final_evaluation(grid, sites, state, cfg)
+    state.timing = {**state_timing, "final_evaluation_s": time.perf_counter() - t_final,
+                    "serverapp_s": time.perf_counter() - started}
     folder.write_metrics(state)
     return state
 

@@ -44,5 +44,5 @@ def run_flower_simulation(cfg: RunConfig) -> tuple[RunState, float]:
         raise FedShiftError(f"the simulation ended without final metrics in {metrics_path}; see the log above")
     metrics = folder.read_metrics()
     state = RunState(last_round=len(metrics["rounds"]), rounds=metrics["rounds"], final=metrics["final"],
-                     readiness=metrics.get("readiness", {}))
+                     readiness=metrics.get("readiness", {}), timing=metrics.get("timing", {}))
     return state, seconds

@@ -25,7 +25,10 @@ MIN_RELATIVE_SCALE = 0.1
 #: per-metric (relative, absolute) floors of the robust scale where the default does not
 #: fit: fber is a ratio of squared intensities (twice the relative spread), bias_range is
 #: near 0 on good images
-SCALE_FLOORS: dict[str, tuple[float, float]] = {"fber": (0.05, 0.0), "bias_range": (0.1, 0.02)}
+SCALE_FLOORS: dict[str, tuple[float, float]] = {"fber": (0.0, 0.1), "bias_range": (0.1, 0.02)}
+#: ratio metrics whose variation is multiplicative: scored as log(value), so the floor
+#: above (0.1 in log units) means about 10 % (fber spans orders of magnitude across sites)
+LOG_SCALE: frozenset[str] = frozenset({"fber"})
 #: metrics that describe the acquisition rather than a broken image: an outlier is
 #: reported as a warning and the case is kept (N4 removes bias; wm2max is contrast)
 ADVISORY: frozenset[str] = frozenset({"bias_range", "wm2max"})
@@ -92,6 +95,13 @@ def robust_z(
     return (vals - median) / scale
 
 
+def _log(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """log of positive values; NaN elsewhere."""
+    arr = np.asarray(values, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(arr > 0, np.log(np.where(arr > 0, arr, 1.0)), np.nan)
+
+
 def reference_from(iqms: Mapping[str, Mapping[str, float]]) -> dict[str, np.ndarray]:
     """Per-metric arrays of the values in ``{case: {metric: value}}``."""
     metrics = sorted({m for values in iqms.values() for m in values})
@@ -124,7 +134,10 @@ def find_outliers(
     for metric, ref_values in reference.items():
         values = [iqms[c].get(metric, math.nan) for c in cases]
         relative, absolute = floors.get(metric, (MIN_RELATIVE_SCALE, 0.0))
-        z = robust_z(values, ref_values, min_reference, relative, absolute)
+        if metric in LOG_SCALE:
+            z = robust_z(_log(values), _log(ref_values), min_reference, relative, absolute)
+        else:
+            z = robust_z(values, ref_values, min_reference, relative, absolute)
         for case, value, score in zip(cases, values, z, strict=True):
             if np.isfinite(score) and abs(score) > threshold:
                 sign = WORSE_SIGN.get(metric, 0)

@@ -43,6 +43,7 @@ def test_supernode_argv(tmp_path: Path) -> None:
     cfg = SiteConfig(
         name="site0",
         data_path=str(tmp_path / "data"),
+        work_dir=str(tmp_path / "work"),
         superlink="localhost:9091",
         ca_cert="/c/ca.crt",
         private_key="/k/site0.key",
@@ -56,8 +57,9 @@ def test_supernode_argv(tmp_path: Path) -> None:
     assert _flag(argv, "--auth-supernode-private-key") == "/k/site0.key"
     assert _flag(argv, "--port") == "9100"
     assert _flag(argv, "--max-wait-time") == "3600"
-    data = tmp_path / "data"
-    assert _flag(argv, "--node-config") == f"data-path='{data}' site-name='site0' fold='1'"
+    data, work = tmp_path / "data", tmp_path / "work"
+    expected = f"data-path='{data}' work-dir='{work}' site-name='site0' fold='1'"
+    assert _flag(argv, "--node-config") == expected
     assert "--insecure" not in argv
 
 

@@ -37,10 +37,11 @@ def _site(n: int, rng: np.random.Generator) -> dict[str, dict[str, float]]:
 
 def test_per_metric_floors(rng: np.random.Generator) -> None:
     iqms = {f"c{i}": {"fber": 1000.0, "snr": 20.0} for i in range(6)}
-    iqms["low"] = {"fber": 700.0, "snr": 14.0}  # -30 % each: fber's floor is half snr's
+    # fber is scored as log(fber) with a floor of 0.1 (about 10 %); snr linearly (10 % of median)
+    iqms["low"] = {"fber": 650.0, "snr": 14.0}  # -35 % and -30 %
     found = {o.metric for o in find_outliers(iqms)}
     assert found == {"fber"}
-    found = {o.metric for o in find_outliers(iqms, floors={"fber": (0.5, 0.0)})}
+    found = {o.metric for o in find_outliers(iqms, floors={"fber": (0.0, 0.5)})}
     assert found == set()
 
 
