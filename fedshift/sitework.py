@@ -36,7 +36,6 @@ from fedshift.readiness.runner import run_readiness, usable_cases
 from fedshift.report.mosaic import label_center, render_mosaic
 from fedshift.report.png import write_png
 from fedshift.runconfig import RunConfig
-from fedshift.shift.site_stats import LocalStatistics, site_statistics
 
 log = logging.getLogger(__name__)
 
@@ -171,20 +170,6 @@ class SiteWorker:
             self._write_overlay(items[0], prob.numpy() >= tuned)
         return {**{k: float(v) for k, v in result.mean.items()}, "threshold": float(tuned),
                 "eval_seconds": seconds}
-
-    def statistics(self, weights: list[np.ndarray], server_round: int, samples_per_class: int = 256
-                   ) -> LocalStatistics:
-        """This site's statistics under the global ``weights`` (usable training cases),
-        seeded by the site and ``server_round``. Stays at the site: only its secure sum
-        over >= 3 sites and the diagnosis scalars leave (see
-        :func:`fedshift.shift.site_stats.site_statistics`)."""
-        device = choose_device(self.seg.train.device)
-        model = build_network(self.seg.model, seed=self.seed).to(device)
-        set_weights(model, weights)
-        cache = PreprocessCache(self.cache_dir, self.seg.preprocess)
-        return site_statistics(model, self.unlabelled_items(), cache, self.seg, device,
-                               samples_per_class=samples_per_class,
-                               seed=derive_seed(self.seed, server_round))
 
     def _write_overlay(self, item: dict, pred: np.ndarray) -> None:
         """truth | prediction mosaic of one test case, kept in the site's work folder."""

@@ -24,7 +24,6 @@ from fedshift.data.sites import expected_sites
 from fedshift.errors import ConfigError, FedShiftError
 from fedshift.fl import keys
 from fedshift.fl.records import from_arrays, reply_metrics, reply_site, to_arrays
-from fedshift.fl.secure_rounds import federation_round
 from fedshift.model.network import build_network, get_weights
 from fedshift.runconfig import RunConfig, level_at_least
 from fedshift.runstate import RunFolder, RunState
@@ -166,8 +165,6 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
     state.strategy = {"name": cfg.fed.strategy, "state": "stateless between rounds (FedAvg/FedProx)"}
     first = state.last_round + 1
     for rnd in range(first, cfg.fed.rounds + 1):
-        if cfg.fed.secure_stats and (rnd == first or cfg.fed.stats_every_round):
-            federation_round(grid, sites, state, cfg)  # secure stats, reference, diagnosis
         t0 = time.perf_counter()
         state.weights, train_metrics = train_round(grid, strategy, rnd, state.weights, trainers, cfg)
         t1 = time.perf_counter()
@@ -183,8 +180,6 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
         state.last_round = rnd
         folder.save_checkpoint(state)
         folder.write_metrics(state)
-    if cfg.fed.secure_stats and cfg.fed.stats_every_round:
-        federation_round(grid, sites, state, cfg)
     t_final = time.perf_counter()
     state.final = final_evaluation(grid, sites, state, cfg)
     state.timing = {**state_timing, "final_evaluation_s": time.perf_counter() - t_final,
