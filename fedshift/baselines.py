@@ -31,14 +31,20 @@ def _workers(cfg: RunConfig) -> list[SiteWorker]:
     return [site_worker(cfg, d) for d in cfg.all_sites]
 
 
-def _test_all(workers: list[SiteWorker], weights: list[np.ndarray]) -> tuple[dict, dict, float | None]:
+def _test_all(
+    workers: list[SiteWorker], weights: list[np.ndarray]
+) -> tuple[dict, dict, float | None]:
     """Test every site with one model; targets use the mean tuned threshold."""
     labelled = [w for w in workers if w.layout.has_train_labels]
     val = {w.name: w.evaluate(weights, "val") for w in labelled}
     thresholds = [m["threshold"] for m in val.values() if m.get("n_cases", 0) > 0]
     threshold = float(np.mean(thresholds)) if thresholds else None
     sites = {w.name: w.evaluate(weights, "test") for w in labelled}
-    target = {w.name: w.evaluate(weights, "test", threshold) for w in workers if not w.layout.has_train_labels}
+    target = {
+        w.name: w.evaluate(weights, "test", threshold)
+        for w in workers
+        if not w.layout.has_train_labels
+    }
     return sites, target, threshold
 
 
@@ -52,13 +58,21 @@ def run_local(cfg: RunConfig) -> RunState:
             result = trainer.train(round_index=rnd)
             log.info("local %s round %d/%d: loss %.4f", w.name, rnd, cfg.fed.rounds, result.loss)
         weights = trainer.get_weights()
-        sites, target, _ = _test_all([w] + [t for t in workers if not t.layout.has_train_labels], weights)
+        sites, target, _ = _test_all(
+            [w] + [t for t in workers if not t.layout.has_train_labels], weights
+        )
         finals.update(sites)
         for name, metrics in target.items():
             target_scores.setdefault(name, []).append(metrics)
-    mean_target = {name: {k: float(np.mean([m[k] for m in ms])) for k in ms[0]} for name, ms in target_scores.items()}
-    state.final = {"sites": finals, "target": mean_target,
-                   "note": "target metrics are the mean over the local models of the labelled sites"}
+    mean_target = {
+        name: {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
+        for name, ms in target_scores.items()
+    }
+    state.final = {
+        "sites": finals,
+        "target": mean_target,
+        "note": "target metrics are the mean over the local models of the labelled sites",
+    }
     state.last_round = cfg.fed.rounds
     return state
 
@@ -78,8 +92,14 @@ def run_centralized(cfg: RunConfig) -> RunState:
     for rnd in range(1, cfg.fed.rounds + 1):
         t0 = time.perf_counter()
         result = trainer.train(num_steps=steps, round_index=rnd)
-        log.info("centralized round %d/%d: loss %.4f (%d steps, %.1f s)", rnd, cfg.fed.rounds,
-                 result.loss, steps, time.perf_counter() - t0)
+        log.info(
+            "centralized round %d/%d: loss %.4f (%d steps, %.1f s)",
+            rnd,
+            cfg.fed.rounds,
+            result.loss,
+            steps,
+            time.perf_counter() - t0,
+        )
         state.rounds.append({"round": rnd, "sites": {"pooled": {"train_loss": result.loss}}})
     sites, target, threshold = _test_all(workers, trainer.get_weights())
     state.final = {"sites": sites, "target": target, "target_threshold": threshold}

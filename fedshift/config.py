@@ -35,8 +35,10 @@ def find_preset(name_or_file: str, folder: str) -> Path:
     preset = CONFIG_DIR / folder / f"{name_or_file}.yaml"
     if not preset.is_file():
         known = sorted(p.stem for p in (CONFIG_DIR / folder).glob("*.yaml"))
-        raise ConfigError(f"unknown {folder[:-1] if folder.endswith('s') else folder} "
-                          f"{name_or_file!r}; known: {', '.join(known)} (or a .yaml path)")
+        raise ConfigError(
+            f"unknown {folder[:-1] if folder.endswith('s') else folder} "
+            f"{name_or_file!r}; known: {', '.join(known)} (or a .yaml path)"
+        )
     return preset
 
 

@@ -14,7 +14,10 @@ Severity = Literal["error", "warning", "info"]
 
 #: code -> (default severity, what it means)
 CODES: dict[str, tuple[Severity, str]] = {
-    "unreadable": ("error", "not a NIfTI file, corrupt or truncated, or claims more data than it holds"),
+    "unreadable": (
+        "error",
+        "not a NIfTI file, corrupt or truncated, or claims more data than it holds",
+    ),
     "non_finite": ("error", "NaN or infinite voxel values"),
     "not_3d": ("error", "image is not a 3D volume"),
     "bad_affine": ("error", "affine is singular, zero or not finite"),
@@ -67,6 +70,8 @@ class Finding:
         return asdict(self)
 
 
-def finding(code: str, message: str, file: str | None = None, severity: Severity | None = None) -> Finding:
+def finding(
+    code: str, message: str, file: str | None = None, severity: Severity | None = None
+) -> Finding:
     """Build a finding with the code's default severity unless one is given."""
     return Finding(code, severity or CODES[code][0], message, file)

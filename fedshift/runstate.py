@@ -37,6 +37,15 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _as_json(value: Any) -> str:
+    """Canonical JSON of a config value (lists and tuples alike)."""
+    from omegaconf import OmegaConf
+
+    return json.dumps(
+        OmegaConf.to_container(value) if OmegaConf.is_config(value) else value, sort_keys=True
+    )
+
+
 def _clean(value: Any) -> Any:
     """JSON-safe: NaN -> None, numpy scalars -> Python."""
     if isinstance(value, dict):
@@ -83,8 +92,13 @@ class RunFolder:
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         np.savez(tmp, *state.weights)
         os.replace(tmp, self.checkpoints / name)
-        meta = {"last_round": state.last_round, "weights": name, "rounds": state.rounds,
-                "readiness": state.readiness, "strategy": state.strategy}
+        meta = {
+            "last_round": state.last_round,
+            "weights": name,
+            "rounds": state.rounds,
+            "readiness": state.readiness,
+            "strategy": state.strategy,
+        }
         if state.federation:
             meta["federation"] = state.federation
         _atomic_write(self.checkpoints / "state.json", json.dumps(_clean(meta), indent=1).encode())
@@ -97,8 +111,14 @@ class RunFolder:
         meta = json.loads(meta_path.read_text())
         with np.load(self.checkpoints / meta["weights"]) as npz:
             weights = [npz[f"arr_{i}"] for i in range(len(npz.files))]
-        return RunState(meta["last_round"], weights, meta["rounds"], meta.get("readiness", {}),
-                        meta.get("strategy", {}), federation=meta.get("federation", {}))
+        return RunState(
+            meta["last_round"],
+            weights,
+            meta["rounds"],
+            meta.get("readiness", {}),
+            meta.get("strategy", {}),
+            federation=meta.get("federation", {}),
+        )
 
     def check_resumable(self, cfg: RunConfig) -> None:
         """Refuse to resume a run whose config differs in what shapes the result."""
@@ -112,16 +132,20 @@ class RunFolder:
         for key in ("seed", "fed.strategy", "data.sites", "data.target", "seg"):
             before = OmegaConf.select(OmegaConf.create(old), key)
             now = OmegaConf.select(OmegaConf.create(new), key)
-            as_json = lambda v: json.dumps(OmegaConf.to_container(v) if OmegaConf.is_config(v) else v,  # noqa: E731
-                                           sort_keys=True)
-            if as_json(before) != as_json(now):
-                raise UsageError(f"cannot resume {self.root}: {key} differs from the checkpointed run "
-                                 "(only fed.rounds and timeouts may change on resume)")
+            if _as_json(before) != _as_json(now):
+                raise UsageError(
+                    f"cannot resume {self.root}: {key} differs from the checkpointed run "
+                    "(only fed.rounds and timeouts may change on resume)"
+                )
 
     def write_metrics(self, state: RunState) -> Path:
         path = self.root / "metrics.json"
-        body = {"rounds": state.rounds, "final": state.final, "readiness": state.readiness,
-                "timing": state.timing}
+        body = {
+            "rounds": state.rounds,
+            "final": state.final,
+            "readiness": state.readiness,
+            "timing": state.timing,
+        }
         if state.federation:
             body["federation"] = state.federation
         _atomic_write(path, json.dumps(_clean(body), indent=1).encode())

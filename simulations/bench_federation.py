@@ -40,34 +40,57 @@ def round_overhead(cfg: RunConfig) -> None:
     in_rounds = sum(r["seconds"]["train"] + r["seconds"]["evaluate"] for r in state.rounds)
     startup = wall - timing["serverapp_s"]
     print(f"simulation engine start-up (Ray + actors, once): {startup:.1f} s")
-    print(f"readiness round (once): {timing['readiness_s']:.1f} s; final evaluation: "
-          f"{timing['final_evaluation_s']:.1f} s; whole run {total:.1f} s")
+    print(
+        f"readiness round (once): {timing['readiness_s']:.1f} s; final evaluation: "
+        f"{timing['final_evaluation_s']:.1f} s; whole run {total:.1f} s"
+    )
     ratios = []
     for entry in state.rounds:
         sites = entry["sites"].values()
-        compute = sum(s.get("train_train_seconds", 0.0) + s.get("val_eval_seconds", 0.0) for s in sites)
+        compute = sum(
+            s.get("train_train_seconds", 0.0) + s.get("val_eval_seconds", 0.0) for s in sites
+        )
         wall_round = entry["seconds"]["train"] + entry["seconds"]["evaluate"]
         ideal = compute / slots
         ratios.append(wall_round / ideal)
-        print(f"round {entry['round']}: wall {wall_round:.1f} s, site compute {compute:.1f} s over "
-              f"{slots} parallel slots = {ideal:.1f} s, ratio {wall_round / ideal:.2f}")
+        print(
+            f"round {entry['round']}: wall {wall_round:.1f} s, site compute {compute:.1f} s over "
+            f"{slots} parallel slots = {ideal:.1f} s, ratio {wall_round / ideal:.2f}"
+        )
     steady = ratios[1:] or ratios  # round 1 also fills the preprocessing cache
-    print(f"rounds in total: {in_rounds:.1f} s; steady-state ratio (rounds 2+): "
-          f"{sum(steady) / len(steady):.2f} (goal <= 1.10)")
+    print(
+        f"rounds in total: {in_rounds:.1f} s; steady-state ratio (rounds 2+): "
+        f"{sum(steady) / len(steady):.2f} (goal <= 1.10)"
+    )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=20, help="local steps per round")
     parser.add_argument("--out", default="runs/bench_federation")
     args = parser.parse_args()
-    cfg = resolve_sites(load_config(RunConfig, [CONFIG_DIR / "default.yaml"],
-                                    [f"out={args.out}", f"fed.rounds={args.rounds}",
-                                     f"seg.train.local_steps={args.steps}"]))
+    cfg = resolve_sites(
+        load_config(
+            RunConfig,
+            [CONFIG_DIR / "default.yaml"],
+            [f"out={args.out}", f"fed.rounds={args.rounds}", f"seg.train.local_steps={args.steps}"],
+        )
+    )
     print("== 1. local training: SiteTrainer vs bare MONAI loop (site0 of the default federation)")
-    bench_trainer.main([cfg.data.sites[0], "--steps", str(args.steps), "--repeats", "3",
-                        "--cache", str(Path(cfg.data.cache_dir) / Path(cfg.data.sites[0]).name)])
+    bench_trainer.main(
+        [
+            cfg.data.sites[0],
+            "--steps",
+            str(args.steps),
+            "--repeats",
+            "3",
+            "--cache",
+            str(Path(cfg.data.cache_dir) / Path(cfg.data.sites[0]).name),
+        ]
+    )
     print("== 2. simulated rounds: wall time vs the compute they contain")
     round_overhead(replace(cfg, resume=False))
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from fedshift.config import CONFIG_DIR, load_config
 from fedshift.errors import ConfigError
@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_flatten_round_trip() -> None:
-    cfg = load_config(RunConfig, [CONFIG_DIR / "default.yaml"], ["data.sites=[a,b]", "fed.rounds=2"])
+    cfg = load_config(
+        RunConfig, [CONFIG_DIR / "default.yaml"], ["data.sites=[a,b]", "fed.rounds=2"]
+    )
     flat = flatten(cfg)
     assert all(isinstance(v, bool | int | float | str) for v in flat.values())
     assert flat["data.sites"] == 'json:["a", "b"]'

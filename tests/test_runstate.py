@@ -16,7 +16,9 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     weights = [rng.normal(size=(3, 4)).astype(np.float32), np.arange(5, dtype=np.float32)]
     folder = RunFolder(tmp_path)
-    state = RunState(last_round=2, weights=weights, rounds=[{"round": 1, "sites": {"a": {"x": float("nan")}}}])
+    state = RunState(
+        last_round=2, weights=weights, rounds=[{"round": 1, "sites": {"a": {"x": float("nan")}}}]
+    )
     folder.save_checkpoint(state)
     back = folder.load_checkpoint()
     assert back is not None and back.last_round == 2

@@ -24,10 +24,16 @@ log = logging.getLogger("fedshift.mosaic")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folders", nargs="+", type=Path,
-                        help="a federation folder (holding site folders) or site folders")
+    parser.add_argument(
+        "folders",
+        nargs="+",
+        type=Path,
+        help="a federation folder (holding site folders) or site folders",
+    )
     parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
-    parser.add_argument("--case", type=int, default=0, help="index of the case per site (default 0)")
+    parser.add_argument(
+        "--case", type=int, default=0, help="index of the case per site (default 0)"
+    )
     parser.add_argument("--height", type=int, default=160, help="panel height in pixels")
 
 
@@ -62,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
     rows = [site_row(s, args.case, args.height) for s in _site_dirs(args.folders)]
     width = max(r.shape[1] for r in rows)
     canvas = np.concatenate(
-        [np.pad(r, ((2, 2), (0, width - r.shape[1]), (0, 0))) for r in rows], axis=0)
+        [np.pad(r, ((2, 2), (0, width - r.shape[1]), (0, 0))) for r in rows], axis=0
+    )
     write_png(args.out, canvas)
     log.info("wrote %s (%d sites)", args.out, len(rows))
     return 0

@@ -26,10 +26,18 @@ log = logging.getLogger("fedshift.simulate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=CONFIG_DIR / "default.yaml",
-                        help="run config YAML (default: configs/default.yaml)")
-    parser.add_argument("overrides", nargs="*", metavar="key=value",
-                        help="settings to override, e.g. fed.rounds=3 fed.strategy=fedprox")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=CONFIG_DIR / "default.yaml",
+        help="run config YAML (default: configs/default.yaml)",
+    )
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="settings to override, e.g. fed.rounds=3 fed.strategy=fedprox",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,8 +45,15 @@ def run(args: argparse.Namespace) -> int:
     from fedshift.report.run_report import write_run_report
 
     cfg = resolve_sites(load_config(RunConfig, [args.config], args.overrides))
-    log.info("run %s: strategy %s, %d rounds, %d labelled sites, %d target(s) -> %s", cfg.name,
-             cfg.fed.strategy, cfg.fed.rounds, len(cfg.data.sites), len(cfg.data.target), cfg.out)
+    log.info(
+        "run %s: strategy %s, %d rounds, %d labelled sites, %d target(s) -> %s",
+        cfg.name,
+        cfg.fed.strategy,
+        cfg.fed.rounds,
+        len(cfg.data.sites),
+        len(cfg.data.target),
+        cfg.out,
+    )
     if cfg.fed.strategy in BASELINES:
         from fedshift.baselines import run_baseline
 
@@ -50,8 +65,18 @@ def run(args: argparse.Namespace) -> int:
         log.info("simulation finished in %.1f s", seconds)
     report = write_run_report(cfg, state)
     for name, m in sorted(state.final.get("sites", {}).items()):
-        log.info("final %-8s dice %.3f  lesion F1 %.3f", name, m.get("dice", float("nan")), m.get("lesion_f1", float("nan")))
+        log.info(
+            "final %-8s dice %.3f  lesion F1 %.3f",
+            name,
+            m.get("dice", float("nan")),
+            m.get("lesion_f1", float("nan")),
+        )
     for name, m in sorted(state.final.get("target", {}).items()):
-        log.info("target %-7s dice %.3f  lesion F1 %.3f", name, m.get("dice", float("nan")), m.get("lesion_f1", float("nan")))
+        log.info(
+            "target %-7s dice %.3f  lesion F1 %.3f",
+            name,
+            m.get("dice", float("nan")),
+            m.get("lesion_f1", float("nan")),
+        )
     log.info("report: %s", report)
     return 0

@@ -27,14 +27,17 @@ log = logging.getLogger("fedshift.synth")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--scenario", default="default",
+        "--scenario",
+        default="default",
         help="preset name in configs/scenarios/ (default, acquisition, population, annotation, "
         "control) or a YAML file (default: %(default)s)",
     )
     parser.add_argument("--out", required=True, type=Path, help="output folder (must be empty)")
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty OUT")
     parser.add_argument(
-        "overrides", nargs="*", metavar="key=value",
+        "overrides",
+        nargs="*",
+        metavar="key=value",
         help="settings to override, e.g. seed=1 voxel_mm=1 n_train=6 sites.site1.gamma=1.4",
     )
 
@@ -46,8 +49,15 @@ def build_config(scenario: str, overrides: list[str]) -> SynthConfig:
 def run(args: argparse.Namespace) -> int:
     cfg = build_config(args.scenario, args.overrides)
     n_cases = sum(sum(cfg.site_cases(s)) for s in cfg.sites)
-    log.info("scenario %s, seed %d, %g mm: %d sites, %d cases -> %s",
-             cfg.name, cfg.seed, cfg.voxel_mm, len(cfg.sites), n_cases, args.out)
+    log.info(
+        "scenario %s, seed %d, %g mm: %d sites, %d cases -> %s",
+        cfg.name,
+        cfg.seed,
+        cfg.voxel_mm,
+        len(cfg.sites),
+        n_cases,
+        args.out,
+    )
     start = time.perf_counter()
     done = 0
 
@@ -57,6 +67,9 @@ def run(args: argparse.Namespace) -> int:
         log.info("[%d/%d] %s", done, n_cases, message)
 
     write_federation(cfg, args.out, overwrite=args.overwrite, progress=progress)
-    log.info("wrote %d cases in %.1f s; truth.json lists every planted parameter",
-             n_cases, time.perf_counter() - start)
+    log.info(
+        "wrote %d cases in %.1f s; truth.json lists every planted parameter",
+        n_cases,
+        time.perf_counter() - start,
+    )
     return 0

@@ -101,10 +101,14 @@ def _read_dataset_json(root: Path, problems: list[Finding]) -> dict[str, Any] | 
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        problems.append(finding("unstructured", f"dataset.json is not valid JSON: {exc}", "dataset.json"))
+        problems.append(
+            finding("unstructured", f"dataset.json is not valid JSON: {exc}", "dataset.json")
+        )
         return None
     if not isinstance(meta, dict):
-        problems.append(finding("unstructured", "dataset.json is not a JSON object", "dataset.json"))
+        problems.append(
+            finding("unstructured", "dataset.json is not a JSON object", "dataset.json")
+        )
         return None
     for key in ("channel_names", "labels"):
         if key not in meta:
@@ -157,7 +161,11 @@ def _cases_of_split(
         ordered = tuple(channels[k] for k in sorted(channels))
         if 0 not in channels:
             problems.append(
-                finding("unstructured", f"case {case_id} has no channel 0000", str(ordered[0].relative_to(root)))
+                finding(
+                    "unstructured",
+                    f"case {case_id} has no channel 0000",
+                    str(ordered[0].relative_to(root)),
+                )
             )
             continue
         label = labels.get(case_id)

@@ -67,7 +67,9 @@ def resolve_sites(cfg: RunConfig) -> RunConfig:
         root = ensure_synthetic(cfg)
         truth = json.loads((root / "truth.json").read_text())
         sites = tuple(str(root / s) for s, t in truth["sites"].items() if t["spec"]["labelled"])
-        target = tuple(str(root / s) for s, t in truth["sites"].items() if not t["spec"]["labelled"])
+        target = tuple(
+            str(root / s) for s, t in truth["sites"].items() if not t["spec"]["labelled"]
+        )
         cfg = replace(cfg, data=replace(cfg.data, sites=sites, target=target))
     for path in cfg.all_sites:
         if not Path(path).is_dir():

@@ -243,7 +243,15 @@ class CoordinatorConfig:
 
 #: fields holding file or folder paths, per config class
 PATH_FIELDS: dict[type, tuple[str, ...]] = {
-    SiteConfig: ("data_path", "work_dir", "ca_cert", "private_key", "readiness_dir", "log_dir", "flwr_home"),
+    SiteConfig: (
+        "data_path",
+        "work_dir",
+        "ca_cert",
+        "private_key",
+        "readiness_dir",
+        "log_dir",
+        "flwr_home",
+    ),
     CoordinatorConfig: (
         "ca_cert",
         "server_cert",

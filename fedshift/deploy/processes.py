@@ -368,8 +368,12 @@ def node_config_arg(values: Mapping[str, object]) -> str:
 
 def supernode_argv(cfg: SiteConfig) -> list[str]:
     """``flower-supernode`` with TLS, the site's key and its data path as node config."""
-    node_config = {"data-path": cfg.data_path, "work-dir": cfg.work_dir, "site-name": cfg.name,
-                   **cfg.node_config}
+    node_config = {
+        "data-path": cfg.data_path,
+        "work-dir": cfg.work_dir,
+        "site-name": cfg.name,
+        **cfg.node_config,
+    }
     argv = [
         find_executable("flower-supernode"),
         "--superlink", cfg.superlink,

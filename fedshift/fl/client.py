@@ -55,18 +55,24 @@ def make_worker(context: Context, defaults: Mapping[str, Any] | None = None) -> 
     return site_worker(cfg, data, work)
 
 
-def handle_readiness(msg: Message, context: Context, defaults: Mapping[str, Any] | None = None) -> Message:
+def handle_readiness(
+    msg: Message, context: Context, defaults: Mapping[str, Any] | None = None
+) -> Message:
     """Run readiness; reply with the level and counts only."""
     worker = make_worker(context, defaults)
     r = worker.readiness()
-    content = RecordDict({
-        keys.SITE: site_record(r.site, **{keys.LEVEL: r.level, keys.LABELLED: r.labelled}),
-        keys.METRICS: MetricRecord({keys.N_CASES: r.n_cases, keys.N_USABLE: r.n_usable}),
-    })
+    content = RecordDict(
+        {
+            keys.SITE: site_record(r.site, **{keys.LEVEL: r.level, keys.LABELLED: r.labelled}),
+            keys.METRICS: MetricRecord({keys.N_CASES: r.n_cases, keys.N_USABLE: r.n_usable}),
+        }
+    )
     return Message(content, reply_to=msg)
 
 
-def handle_train(msg: Message, context: Context, defaults: Mapping[str, Any] | None = None) -> Message:
+def handle_train(
+    msg: Message, context: Context, defaults: Mapping[str, Any] | None = None
+) -> Message:
     worker = make_worker(context, defaults)
     config: ConfigRecord = msg.content.config_records[keys.CONFIG]
     outcome = worker.train(
@@ -74,15 +80,19 @@ def handle_train(msg: Message, context: Context, defaults: Mapping[str, Any] | N
         server_round=int(config[keys.SERVER_ROUND]),
         proximal_mu=float(config.get(keys.PROXIMAL_MU, 0.0)),
     )
-    content = RecordDict({
-        keys.ARRAYS: to_arrays(outcome.weights),
-        keys.METRICS: metrics_record(outcome.metrics, outcome.num_examples),
-        keys.SITE: site_record(worker.name),
-    })
+    content = RecordDict(
+        {
+            keys.ARRAYS: to_arrays(outcome.weights),
+            keys.METRICS: metrics_record(outcome.metrics, outcome.num_examples),
+            keys.SITE: site_record(worker.name),
+        }
+    )
     return Message(content, reply_to=msg)
 
 
-def handle_evaluate(msg: Message, context: Context, defaults: Mapping[str, Any] | None = None) -> Message:
+def handle_evaluate(
+    msg: Message, context: Context, defaults: Mapping[str, Any] | None = None
+) -> Message:
     worker = make_worker(context, defaults)
     config: ConfigRecord = msg.content.config_records[keys.CONFIG]
     threshold = float(config[keys.THRESHOLD]) if keys.THRESHOLD in config else None
@@ -92,8 +102,10 @@ def handle_evaluate(msg: Message, context: Context, defaults: Mapping[str, Any] 
         threshold=threshold,
     )
     n_cases = int(metrics.pop("n_cases", 0))
-    content = RecordDict({
-        keys.METRICS: metrics_record(metrics, n_cases),
-        keys.SITE: site_record(worker.name, **{keys.LABELLED: worker.layout.has_train_labels}),
-    })
+    content = RecordDict(
+        {
+            keys.METRICS: metrics_record(metrics, n_cases),
+            keys.SITE: site_record(worker.name, **{keys.LABELLED: worker.layout.has_train_labels}),
+        }
+    )
     return Message(content, reply_to=msg)

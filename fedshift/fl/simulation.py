@@ -29,20 +29,34 @@ def run_flower_simulation(cfg: RunConfig) -> tuple[RunState, float]:
     flat = flatten(cfg)
     n_sites = len(cfg.all_sites)
     backend = {
-        "client_resources": {"num_cpus": cfg.simulation.cpus_per_site, "num_gpus": cfg.simulation.gpus_per_site},
+        "client_resources": {
+            "num_cpus": cfg.simulation.cpus_per_site,
+            "num_gpus": cfg.simulation.gpus_per_site,
+        },
         "init_args": {"num_cpus": os.cpu_count() or 1, "include_dashboard": False},
     }
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        run_simulation(server_app=make_server_app(flat), client_app=make_client_app(flat),
-                       num_supernodes=n_sites, backend_config=backend)
+        run_simulation(
+            server_app=make_server_app(flat),
+            client_app=make_client_app(flat),
+            num_supernodes=n_sites,
+            backend_config=backend,
+        )
     seconds = time.perf_counter() - start
     folder = RunFolder(cfg.out)
     metrics_path = folder.root / "metrics.json"
     if not metrics_path.is_file() or not folder.read_metrics().get("final", {}).get("sites"):
-        raise FedShiftError(f"the simulation ended without final metrics in {metrics_path}; see the log above")
+        raise FedShiftError(
+            f"the simulation ended without final metrics in {metrics_path}; see the log above"
+        )
     metrics = folder.read_metrics()
-    state = RunState(last_round=len(metrics["rounds"]), rounds=metrics["rounds"], final=metrics["final"],
-                     readiness=metrics.get("readiness", {}), timing=metrics.get("timing", {}))
+    state = RunState(
+        last_round=len(metrics["rounds"]),
+        rounds=metrics["rounds"],
+        final=metrics["final"],
+        readiness=metrics.get("readiness", {}),
+        timing=metrics.get("timing", {}),
+    )
     return state, seconds

@@ -33,7 +33,9 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _bytes_of(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 def test_same_seed_same_bytes(federation: Path, tmp_path: Path) -> None:
@@ -85,7 +87,10 @@ def test_image_is_flair_like_int16_ras(federation: Path) -> None:
 
 def test_population_knob_increases_lesion_load() -> None:
     cfg = tiny(low=SiteSpec(lesion_load=0.3), high=SiteSpec(lesion_load=3.0))
-    counts = {s: sum(synth_case(cfg, s, "train", i, None)[3]["n_lesions"] for i in range(4)) for s in cfg.sites}
+    counts = {
+        s: sum(synth_case(cfg, s, "train", i, None)[3]["n_lesions"] for i in range(4))
+        for s in cfg.sites
+    }
     assert counts["high"] > counts["low"] + 10
 
 
@@ -115,7 +120,9 @@ def test_acquisition_knobs_change_intensities() -> None:
 def test_quality_fraction_plants_artifacts(tmp_path: Path) -> None:
     cfg = tiny(q=SiteSpec(ghosting_fraction=0.5, spike_fraction=0.5))
     truth = write_federation(cfg, tmp_path / "q")
-    kinds = sorted(c.get("artifact", "") for c in truth["sites"]["q"]["cases"] if c["split"] == "train")
+    kinds = sorted(
+        c.get("artifact", "") for c in truth["sites"]["q"]["cases"] if c["split"] == "train"
+    )
     assert kinds == ["ghosting", "spike"]
 
 

@@ -43,8 +43,12 @@ def overrides(tmp: Path, out: Path, rounds: int = 2) -> list[str]:
 
 def simulate(args: list[str], **kwargs) -> subprocess.Popen:
     env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
-    return subprocess.Popen([sys.executable, "-m", "fedshift.cli", "simulate", *args],
-                            env=env, start_new_session=True, **kwargs)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fedshift.cli", "simulate", *args],
+        env=env,
+        start_new_session=True,
+        **kwargs,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -97,4 +101,7 @@ def test_killed_run_resumes_with_same_result(uninterrupted: dict, work: Path) ->
     for role in ("sites", "target"):
         for site, values in uninterrupted["final"][role].items():
             for key in ("dice", "lesion_f1", "threshold"):
-                assert metrics["final"][role][site][key] == pytest.approx(values[key], abs=1e-6), (site, key)
+                assert metrics["final"][role][site][key] == pytest.approx(values[key], abs=1e-6), (
+                    site,
+                    key,
+                )

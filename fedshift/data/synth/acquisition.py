@@ -36,7 +36,9 @@ def flair_contrast(maps: np.ndarray, lesion: np.ndarray, rng: np.random.Generato
     return (image * (1.0 - lesion) + lesion_level * lesion).astype(np.float32)
 
 
-def through_plane(image: np.ndarray, voxel_mm: float, blur_mm: float, thickness_mm: float) -> np.ndarray:
+def through_plane(
+    image: np.ndarray, voxel_mm: float, blur_mm: float, thickness_mm: float
+) -> np.ndarray:
     """Blur along z (Gaussian, FWHM ``blur_mm``) and/or acquire thick slices along z
     (boxcar of ``thickness_mm``, one slice every thickness, linearly interpolated back)."""
     if blur_mm > 0:
@@ -60,7 +62,9 @@ def bias_field(shape: tuple[int, ...], strength: float, rng: np.random.Generator
     return np.exp(strength * f).astype(np.float32)
 
 
-def ghosting(image: np.ndarray, strength: float, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+def ghosting(
+    image: np.ndarray, strength: float, rng: np.random.Generator
+) -> tuple[np.ndarray, dict]:
     """Motion ghosts: every n-th k-space line along the phase-encode axis (y) is scaled by
     ``1 - strength``, which replicates the head at FOV/n offsets (as TorchIO's RandomGhosting)."""
     period = int(rng.integers(2, 5))

@@ -104,7 +104,9 @@ def load_template() -> Template:
     return Template(maps, affine, ventricles, center, head_box)
 
 
-def output_grid(template: Template, voxel_mm: float, margin_mm: float = 6.0) -> tuple[tuple[int, int, int], np.ndarray]:
+def output_grid(
+    template: Template, voxel_mm: float, margin_mm: float = 6.0
+) -> tuple[tuple[int, int, int], np.ndarray]:
     """Shape and affine (RAS, mm) of the output grid covering the head plus a margin."""
     lo = template.head_box_mm[:, 0] - margin_mm
     hi = template.head_box_mm[:, 1] + margin_mm
@@ -129,7 +131,9 @@ class Subject:
     params: dict[str, float]
 
 
-def _smooth_displacement(shape: tuple[int, ...], sd_mm: float, rng: np.random.Generator) -> np.ndarray:
+def _smooth_displacement(
+    shape: tuple[int, ...], sd_mm: float, rng: np.random.Generator
+) -> np.ndarray:
     """(3, *shape) displacement (mm) from random values on a coarse 6^3 control grid."""
     coarse = rng.normal(0.0, sd_mm, size=(3, 6, 6, 6)).astype(np.float32)
     factors = [s / 6 for s in shape]

@@ -64,11 +64,17 @@ def synth_case(
     shape, affine = output_grid(template, cfg.voxel_mm)
     rng = case_rng(cfg.seed, site, split, index)
     subject = sample_subject(
-        template, shape, affine, rng,
-        deformation_mm=cfg.deformation_mm, scale_sd=cfg.scale_sd, ventricle_sd=cfg.ventricle_sd,
+        template,
+        shape,
+        affine,
+        rng,
+        deformation_mm=cfg.deformation_mm,
+        scale_sd=cfg.scale_sd,
+        ventricle_sd=cfg.ventricle_sd,
     )
     lesions = sample_lesions(
-        template, rng,
+        template,
+        rng,
         mean_count=cfg.lesion_count * spec.lesion_load,
         median_radius_mm=cfg.lesion_radius_mm * spec.lesion_size,
         periventricular_fraction=cfg.periventricular_fraction,
@@ -76,13 +82,19 @@ def synth_case(
     lesion = draw_lesions(subject.points_mm, lesions, cfg.voxel_mm)
     lesion = np.minimum(lesion, subject.maps[0] + subject.maps[1])  # only in parenchyma
     image, planted = acquire(
-        flair_contrast(subject.maps, lesion, rng), spec,
-        voxel_mm=cfg.voxel_mm, base_noise=cfg.base_noise, artifact=artifact,
-        ghosting_strength=cfg.ghosting_strength, spike_strength=cfg.spike_strength, rng=rng,
+        flair_contrast(subject.maps, lesion, rng),
+        spec,
+        voxel_mm=cfg.voxel_mm,
+        base_noise=cfg.base_noise,
+        artifact=artifact,
+        ghosting_strength=cfg.ghosting_strength,
+        spike_strength=cfg.spike_strength,
+        rng=rng,
     )
     truth = (lesion > 0.5).astype(np.uint8)
     params = {
-        **subject.params, **planted,
+        **subject.params,
+        **planted,
         "n_lesions": len(lesions),
         "lesion_volume_mm3": float(truth.sum() * cfg.voxel_mm**3),
         "lesions": [les.to_dict() for les in lesions],
@@ -90,12 +102,15 @@ def synth_case(
     return image, truth, affine, params
 
 
-def _write_case(cfg: SynthConfig, site: str, root: Path, split: str, index: int,
-                artifact: str | None) -> dict[str, Any]:
+def _write_case(
+    cfg: SynthConfig, site: str, root: Path, split: str, index: int, artifact: str | None
+) -> dict[str, Any]:
     spec = cfg.sites[site]
     case_id = f"{site}_{split}{index:03d}"
     image, truth, affine, params = synth_case(cfg, site, split, index, artifact)
-    images_dir, labels_dir = ("imagesTr", "labelsTr") if split == "train" else ("imagesTs", "labelsTs")
+    images_dir, labels_dir = (
+        ("imagesTr", "labelsTr") if split == "train" else ("imagesTs", "labelsTs")
+    )
     _save(image, affine, root / images_dir / f"{case_id}_0000.nii.gz")
     label = rater_style(truth, spec, cfg.voxel_mm**3)
     params["label_volume_mm3"] = float(label.sum() * cfg.voxel_mm**3)
@@ -104,7 +119,11 @@ def _write_case(cfg: SynthConfig, site: str, root: Path, split: str, index: int,
     if split == "train" and spec.labelled and spec.n_raters > 1:
         rng = case_rng(cfg.seed + 1, site, split, index)
         for r in range(1, spec.n_raters):
-            _save(extra_rater(label, rng), affine, root / "labelsTr_raters" / f"rater{r}" / f"{case_id}.nii.gz")
+            _save(
+                extra_rater(label, rng),
+                affine,
+                root / "labelsTr_raters" / f"rater{r}" / f"{case_id}.nii.gz",
+            )
     return {"case": case_id, "split": split, **params}
 
 
@@ -129,9 +148,16 @@ def write_federation(
     """Generate every site of ``cfg`` under ``out``; returns the truth.json content."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"output folder {str(out)!r} is not empty (pass --overwrite to replace it)")
+        raise UsageError(
+            f"output folder {str(out)!r} is not empty (pass --overwrite to replace it)"
+        )
     out.mkdir(parents=True, exist_ok=True)
-    truth: dict[str, Any] = {"scenario": cfg.name, "seed": cfg.seed, "voxel_mm": cfg.voxel_mm, "sites": {}}
+    truth: dict[str, Any] = {
+        "scenario": cfg.name,
+        "seed": cfg.seed,
+        "voxel_mm": cfg.voxel_mm,
+        "sites": {},
+    }
     for site, spec in cfg.sites.items():
         n_train, n_test = cfg.site_cases(site)
         root = out / site
@@ -139,7 +165,11 @@ def write_federation(
         cases = []
         for split, n in (("train", n_train), ("test", n_test)):
             for i in range(n):
-                cases.append(_write_case(cfg, site, root, split, i, artifacts.get(i) if split == "train" else None))
+                cases.append(
+                    _write_case(
+                        cfg, site, root, split, i, artifacts.get(i) if split == "train" else None
+                    )
+                )
                 if progress:
                     progress(f"{site}: {split} case {i + 1}/{n}")
         (root / "dataset.json").write_text(json.dumps(_dataset_json(site, spec, n_train), indent=2))

@@ -7,6 +7,7 @@ drawn as soft ellipsoids on the output grid (partial volume at the border).
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+
 import numpy as np
 
 from fedshift.data.synth.anatomy import Template, ventricle_distance_mm
@@ -69,7 +70,11 @@ def sample_lesions(
         pool = near if periv else deep
         center = pool[rng.integers(len(pool))]
         r = float(np.clip(rng.lognormal(np.log(median_radius_mm), 0.35), 1.5, 15.0))
-        elong = (1.0, rng.uniform(0.7, 1.1), rng.uniform(1.3, 2.0) if periv else rng.uniform(0.8, 1.3))
+        elong = (
+            1.0,
+            rng.uniform(0.7, 1.1),
+            rng.uniform(1.3, 2.0) if periv else rng.uniform(0.8, 1.3),
+        )
         radii = tuple(float(r * e) for e in elong)
         rot = _random_rotation(rng)
         lesions.append(
