@@ -14,8 +14,9 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from fedshift.errors import ConfigError
+from fedshift.errors import ConfigError, SecureAggregationError
 from fedshift.model.config import SegConfig
+from fedshift.shift.secagg.config import SecAggConfig
 
 #: MIDaR readiness levels, best first
 LEVELS = ("A", "B", "C", "D")
@@ -54,6 +55,24 @@ class FedConfig:
     min_sites: int = 0  # sites to wait for before starting; 0: as many as data names
     timeout_s: float = 3600.0  # wait for the replies of one round
     node_wait_s: float = 300.0  # wait for the expected sites to connect
+    # secure statistics -> reference -> shift diagnosis (fedshift.fl.secure_rounds)
+    secure_stats: bool = False  # a statistics round before round 1 (needs >= 3 sites)
+    stats_every_round: bool = False  # also one before every later round and one after the last
+    stats_samples: int = 256  # embedding voxels sampled per class per case
+    secagg_frac_bits: int = 24  # fixed point: a value travels as round(x * 2**frac_bits)
+    secagg_clip: float = 1073741824.0  # 2**30; inputs are clipped to [-clip, clip]
+    secagg_min_sites: int = 3  # the coordinator never learns a sum over fewer sites
+
+    def secagg(self) -> SecAggConfig:
+        """The secure-aggregation settings; raises :class:`ConfigError` naming the bad key."""
+        try:
+            return SecAggConfig(
+                frac_bits=self.secagg_frac_bits,
+                clip=float(self.secagg_clip),
+                min_sites=self.secagg_min_sites,
+            )
+        except SecureAggregationError as exc:
+            raise ConfigError(f"fed.secagg_*: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -78,13 +97,20 @@ class RunConfig:
     def validate(self) -> None:
         allowed = FEDERATED + BASELINES
         if self.fed.strategy not in allowed:
-            raise ConfigError(f"fed.strategy={self.fed.strategy!r} is unknown; valid: {', '.join(allowed)}")
+            raise ConfigError(
+                f"fed.strategy={self.fed.strategy!r} is unknown; valid: {', '.join(allowed)}"
+            )
         if self.fed.rounds < 1:
             raise ConfigError(f"fed.rounds must be >= 1, got {self.fed.rounds}")
         if self.fed.train_level not in LEVELS:
-            raise ConfigError(f"fed.train_level={self.fed.train_level!r}; valid: {', '.join(LEVELS)}")
+            raise ConfigError(
+                f"fed.train_level={self.fed.train_level!r}; valid: {', '.join(LEVELS)}"
+            )
         if self.fed.proximal_mu < 0:
             raise ConfigError(f"fed.proximal_mu must be >= 0, got {self.fed.proximal_mu}")
+        if self.fed.stats_samples < 1:
+            raise ConfigError(f"fed.stats_samples must be >= 1, got {self.fed.stats_samples}")
+        self.fed.secagg()
         self.seg.validate()
 
     @property
@@ -118,7 +144,7 @@ def unflatten(flat: Mapping[str, Any]) -> RunConfig:
     tree: dict[str, Any] = {}
     for key, value in flat.items():
         if isinstance(value, str) and value.startswith(_JSON):
-            value = json.loads(value[len(_JSON):])
+            value = json.loads(value[len(_JSON) :])
         node = tree
         *parents, leaf = key.split(".")
         for part in parents:
@@ -137,8 +163,11 @@ def flower_toml(cfg: RunConfig) -> str:
     """The ``[tool.flwr.app.config]`` body for pyproject.toml (``python -m fedshift.runconfig``)."""
     lines = []
     for key, value in flatten(cfg).items():
-        text = ("true" if value else "false") if isinstance(value, bool) else (
-            repr(value) if isinstance(value, int | float) else json.dumps(value))
+        text = (
+            ("true" if value else "false")
+            if isinstance(value, bool)
+            else (repr(value) if isinstance(value, int | float) else json.dumps(value))
+        )
         lines.append(f'"{key}" = {text}')
     return "\n".join(lines)
 
@@ -148,4 +177,6 @@ if __name__ == "__main__":
 
     from fedshift.config import CONFIG_DIR, load_config
 
-    print(flower_toml(replace(load_config(RunConfig, [CONFIG_DIR / "default.yaml"]), out="runs/flwr")))
+    print(
+        flower_toml(replace(load_config(RunConfig, [CONFIG_DIR / "default.yaml"]), out="runs/flwr"))
+    )

@@ -36,6 +36,7 @@ from fedshift.readiness.runner import run_readiness, usable_cases
 from fedshift.report.mosaic import label_center, render_mosaic
 from fedshift.report.png import write_png
 from fedshift.runconfig import RunConfig
+from fedshift.shift.site_stats import LocalStatistics, site_statistics
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,14 @@ class SiteWorker:
         content and preprocessing settings, so runs can share it.
     """
 
-    def __init__(self, data_dir: str | Path, work_dir: str | Path, seg: SegConfig, seed: int = 0,
-                 cache_dir: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: str | Path,
+        work_dir: str | Path,
+        seg: SegConfig,
+        seed: int = 0,
+        cache_dir: str | Path | None = None,
+    ) -> None:
         self.layout = discover_site(data_dir)
         self.name = self.layout.name
         self.work_dir = Path(work_dir)
@@ -96,7 +103,11 @@ class SiteWorker:
         out = self.work_dir / "readiness"
         stamp = out / "fingerprint.txt"
         fingerprint = _fingerprint(self.layout)
-        if stamp.is_file() and stamp.read_text() == fingerprint and (out / "readiness.json").is_file():
+        if (
+            stamp.is_file()
+            and stamp.read_text() == fingerprint
+            and (out / "readiness.json").is_file()
+        ):
             return json.loads((out / "readiness.json").read_text())
         log.info("site %s: running readiness on %s", self.name, self.layout.root)
         report = run_readiness(self.layout.root, out)
@@ -105,8 +116,13 @@ class SiteWorker:
 
     def readiness(self) -> Readiness:
         report = self.readiness_report()
-        return Readiness(self.name, report["level"], int(report["n_cases"]), int(report["n_usable"]),
-                         self.layout.has_train_labels)
+        return Readiness(
+            self.name,
+            report["level"],
+            int(report["n_cases"]),
+            int(report["n_usable"]),
+            self.layout.has_train_labels,
+        )
 
     # -- data -----------------------------------------------------------------------
 
@@ -130,19 +146,35 @@ class SiteWorker:
 
     # -- federated calls ------------------------------------------------------------
 
-    def train(self, weights: list[np.ndarray], server_round: int, proximal_mu: float = 0.0) -> TrainOutcome:
+    def train(
+        self, weights: list[np.ndarray], server_round: int, proximal_mu: float = 0.0
+    ) -> TrainOutcome:
         """One round of local training from the global ``weights``."""
         trainer = self.trainer()
         if trainer.num_train_cases == 0:
             raise RuntimeError(f"site {self.name} has no usable labelled training case")
-        result = trainer.train(global_weights=weights, proximal_mu=proximal_mu, round_index=server_round)
-        log.info("site %s round %d: loss %.4f, %d steps in %.1f s", self.name, server_round,
-                 result.loss, result.steps, result.seconds)
-        metrics = {"loss": result.loss, "steps": float(result.steps), "train_seconds": result.seconds,
-                   "voxels_per_second": result.voxels_per_second}
+        result = trainer.train(
+            global_weights=weights, proximal_mu=proximal_mu, round_index=server_round
+        )
+        log.info(
+            "site %s round %d: loss %.4f, %d steps in %.1f s",
+            self.name,
+            server_round,
+            result.loss,
+            result.steps,
+            result.seconds,
+        )
+        metrics = {
+            "loss": result.loss,
+            "steps": float(result.steps),
+            "train_seconds": result.seconds,
+            "voxels_per_second": result.voxels_per_second,
+        }
         return TrainOutcome(trainer.get_weights(), result.num_examples, metrics)
 
-    def evaluate(self, weights: list[np.ndarray], split: str, threshold: float | None = None) -> dict[str, float]:
+    def evaluate(
+        self, weights: list[np.ndarray], split: str, threshold: float | None = None
+    ) -> dict[str, float]:
         """Metrics of the global model on this site.
 
         ``split="val"``: tunes the decision threshold on the validation cases and reports
@@ -162,21 +194,51 @@ class SiteWorker:
             tuned = self.seg.eval.threshold if threshold is None else float(threshold)
         items = val if split == "val" else test
         if not items:
-            return {"n_cases": 0.0, "threshold": float(tuned), "eval_seconds": time.perf_counter() - start}
+            return {
+                "n_cases": 0.0,
+                "threshold": float(tuned),
+                "eval_seconds": time.perf_counter() - start,
+            }
         result = ev.evaluate_items(model, items, cache, self.seg, device, tuned)
         seconds = time.perf_counter() - start
         if split == "test":
             _, prob = next(ev.iter_predictions(model, items[:1], cache, self.seg, device))
             self._write_overlay(items[0], prob.numpy() >= tuned)
-        return {**{k: float(v) for k, v in result.mean.items()}, "threshold": float(tuned),
-                "eval_seconds": seconds}
+        return {
+            **{k: float(v) for k, v in result.mean.items()},
+            "threshold": float(tuned),
+            "eval_seconds": seconds,
+        }
+
+    def statistics(
+        self, weights: list[np.ndarray], server_round: int, samples_per_class: int = 256
+    ) -> LocalStatistics:
+        """This site's statistics under the global ``weights`` (usable training cases),
+        seeded by the site and ``server_round``. Stays at the site: only its secure sum
+        over >= 3 sites and the diagnosis scalars leave (see
+        :func:`fedshift.shift.site_stats.site_statistics`)."""
+        device = choose_device(self.seg.train.device)
+        model = build_network(self.seg.model, seed=self.seed).to(device)
+        set_weights(model, weights)
+        cache = PreprocessCache(self.cache_dir, self.seg.preprocess)
+        return site_statistics(
+            model,
+            self.unlabelled_items(),
+            cache,
+            self.seg,
+            device,
+            samples_per_class=samples_per_class,
+            seed=derive_seed(self.seed, server_round),
+        )
 
     def _write_overlay(self, item: dict, pred: np.ndarray) -> None:
         """truth | prediction mosaic of one test case, kept in the site's work folder."""
         image = read_volume(item["image"])
         truth = read_volume(item["label"]).as_float32() > 0.5
         center = label_center(truth)
-        panels = [render_mosaic(image.as_float32(), m, image.zooms, center=center) for m in (truth, pred)]
+        panels = [
+            render_mosaic(image.as_float32(), m, image.zooms, center=center) for m in (truth, pred)
+        ]
         gap = np.zeros((panels[0].shape[0], 8, 3), dtype=np.uint8)
         overlay = np.concatenate([panels[0], gap, panels[1]], axis=1)
         out = self.work_dir / "overlays" / "test.png"
@@ -184,7 +246,9 @@ class SiteWorker:
         write_png(out, overlay)
 
 
-def site_worker(cfg: RunConfig, data_dir: str | Path, work_dir: str | Path | None = None) -> SiteWorker:
+def site_worker(
+    cfg: RunConfig, data_dir: str | Path, work_dir: str | Path | None = None
+) -> SiteWorker:
     """The worker of one site of a run. Without an explicit ``work_dir`` (simulation, local
     baselines) the site works in ``<out>/sites/<site>`` and caches preprocessing in
     ``data.cache_dir/<site>``, shared across runs; with one (a hospital's SuperNode) both
@@ -193,4 +257,6 @@ def site_worker(cfg: RunConfig, data_dir: str | Path, work_dir: str | Path | Non
     if work_dir is not None:
         return SiteWorker(data_dir, work_dir, cfg.seg, seed=cfg.seed)
     cache = Path(cfg.data.cache_dir) / name if cfg.data.cache_dir else None
-    return SiteWorker(data_dir, Path(cfg.out) / "sites" / name, cfg.seg, seed=cfg.seed, cache_dir=cache)
+    return SiteWorker(
+        data_dir, Path(cfg.out) / "sites" / name, cfg.seg, seed=cfg.seed, cache_dir=cache
+    )

@@ -12,7 +12,7 @@ from typing import Any
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedshift.fl import client, keys
+from fedshift.fl import client, client_secure, keys
 
 
 def make_client_app(defaults: Mapping[str, Any] | None = None) -> ClientApp:
@@ -30,6 +30,27 @@ def make_client_app(defaults: Mapping[str, Any] | None = None) -> ClientApp:
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
         return client.handle_evaluate(msg, context, defaults)
+
+    # secure statistics rounds and the reference (only sent when fed.secure_stats is on)
+    @app.query(keys.SECAGG_KEYS_HANDLER)
+    def secagg_keys(msg: Message, context: Context) -> Message:
+        return client_secure.handle_keys(msg, context, defaults)
+
+    @app.query(keys.SECAGG_SHARES_HANDLER)
+    def secagg_shares(msg: Message, context: Context) -> Message:
+        return client_secure.handle_shares(msg, context, defaults)
+
+    @app.query(keys.SECAGG_MASKED_HANDLER)
+    def secagg_masked(msg: Message, context: Context) -> Message:
+        return client_secure.handle_masked(msg, context, defaults)
+
+    @app.query(keys.SECAGG_UNMASK_HANDLER)
+    def secagg_unmask(msg: Message, context: Context) -> Message:
+        return client_secure.handle_unmask(msg, context, defaults)
+
+    @app.query(keys.REFERENCE_HANDLER)
+    def reference(msg: Message, context: Context) -> Message:
+        return client_secure.handle_reference(msg, context, defaults)
 
     return app
 

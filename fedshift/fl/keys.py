@@ -25,3 +25,23 @@ LEVEL = "level"
 N_CASES = "n-cases"
 N_USABLE = "n-usable"
 LABELLED = "labelled"
+
+# secure statistics rounds (fedshift.fl.secure_rounds <-> fedshift.fl.client_secure);
+# a query action must be a Python identifier: "query.secagg_keys" -> @app.query("secagg_keys")
+SECAGG_KEYS_HANDLER = "secagg_keys"  # step 0: compute statistics, advertise public keys
+SECAGG_SHARES_HANDLER = "secagg_shares"  # step 1: key directory in, encrypted shares out
+SECAGG_MASKED_HANDLER = "secagg_masked"  # step 2: share inbox in, masked vector out
+SECAGG_UNMASK_HANDLER = "secagg_unmask"  # step 3: unmask request in, shares out
+REFERENCE_HANDLER = "reference"  # the federation's reference in, diagnosis scalars out
+QUERY_SECAGG_KEYS = f"query.{SECAGG_KEYS_HANDLER}"
+QUERY_SECAGG_SHARES = f"query.{SECAGG_SHARES_HANDLER}"
+QUERY_SECAGG_MASKED = f"query.{SECAGG_MASKED_HANDLER}"
+QUERY_SECAGG_UNMASK = f"query.{SECAGG_UNMASK_HANDLER}"
+QUERY_REFERENCE = f"query.{REFERENCE_HANDLER}"
+
+SECAGG = "secagg"  # ConfigRecord: one protocol message (fedshift.shift.secagg.messages)
+SECAGG_VALUES = "secagg-values"  # ArrayRecord: MaskedInput.values (uint64)
+REFERENCE = "reference"  # ArrayRecord: Reference.to_arrays()
+INDICATORS = "indicators"  # MetricRecord: the site's diagnosis scalars
+ROUND_ID = "round-id"  # config: names a statistics round (binds every key derivation)
+STATS_ROUND = "stats-round"  # config: the global model is the one after this server round

@@ -24,6 +24,7 @@ from fedshift.data.sites import expected_sites
 from fedshift.errors import ConfigError, FedShiftError
 from fedshift.fl import keys
 from fedshift.fl.records import from_arrays, reply_metrics, reply_site, to_arrays
+from fedshift.fl.secure_rounds import federation_round
 from fedshift.model.network import build_network, get_weights
 from fedshift.runconfig import RunConfig, level_at_least
 from fedshift.runstate import RunFolder, RunState
@@ -32,24 +33,36 @@ log = logging.getLogger("fedshift.coordinator")
 
 
 def _fedavg(cfg: RunConfig, n: int) -> Strategy:
-    return FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n, min_available_nodes=n)
+    return FedAvg(
+        fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n, min_available_nodes=n
+    )
 
 
 def _fedprox(cfg: RunConfig, n: int) -> Strategy:
-    return FedProx(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n,
-                   min_available_nodes=n, proximal_mu=cfg.fed.proximal_mu)
+    return FedProx(
+        fraction_train=1.0,
+        fraction_evaluate=0.0,
+        min_train_nodes=n,
+        min_available_nodes=n,
+        proximal_mu=cfg.fed.proximal_mu,
+    )
 
 
 #: strategy name -> factory(cfg, number of training sites); Flower's own strategies
-STRATEGIES: dict[str, Callable[[RunConfig, int], Strategy]] = {"fedavg": _fedavg, "fedprox": _fedprox}
+STRATEGIES: dict[str, Callable[[RunConfig, int], Strategy]] = {
+    "fedavg": _fedavg,
+    "fedprox": _fedprox,
+}
 
 
 def make_strategy(cfg: RunConfig, n_train_sites: int) -> Strategy:
     try:
         factory = STRATEGIES[cfg.fed.strategy]
     except KeyError:
-        raise ConfigError(f"strategy {cfg.fed.strategy!r} does not run in Flower; "
-                          f"federated strategies: {', '.join(STRATEGIES)}") from None
+        raise ConfigError(
+            f"strategy {cfg.fed.strategy!r} does not run in Flower; "
+            f"federated strategies: {', '.join(STRATEGIES)}"
+        ) from None
     return factory(cfg, n_train_sites)
 
 
@@ -71,7 +84,9 @@ def wait_for_nodes(grid: Grid, expected: int, timeout_s: float) -> list[int]:
         if len(nodes) >= expected:
             return nodes
         if time.monotonic() > deadline:
-            raise FedShiftError(f"only {len(nodes)} of {expected} sites connected after {timeout_s:.0f} s")
+            raise FedShiftError(
+                f"only {len(nodes)} of {expected} sites connected after {timeout_s:.0f} s"
+            )
         time.sleep(1.0)
 
 
@@ -81,22 +96,39 @@ def _send(grid: Grid, messages: Iterable[Message], timeout_s: float, what: str) 
     ok = [r for r in replies if not r.has_error()]
     for r in replies:
         if r.has_error():
-            log.error("%s: node %d replied with an error: %s", what, r.metadata.src_node_id, r.error.reason)
+            log.error(
+                "%s: node %d replied with an error: %s",
+                what,
+                r.metadata.src_node_id,
+                r.error.reason,
+            )
     if len(ok) < len(messages):
         log.warning("%s: %d of %d sites replied", what, len(ok), len(messages))
     return ok
 
 
 def query_readiness(grid: Grid, nodes: list[int], timeout_s: float) -> dict[int, SiteInfo]:
-    msgs = [Message(RecordDict({keys.CONFIG: ConfigRecord({})}), dst_node_id=n,
-                    message_type=keys.QUERY_READINESS) for n in nodes]
+    msgs = [
+        Message(
+            RecordDict({keys.CONFIG: ConfigRecord({})}),
+            dst_node_id=n,
+            message_type=keys.QUERY_READINESS,
+        )
+        for n in nodes
+    ]
     sites = {}
     for reply in _send(grid, msgs, timeout_s, "readiness"):
         site = reply.content.config_records[keys.SITE]
         counts = reply_metrics(reply.content)
         node = reply.metadata.src_node_id
-        sites[node] = SiteInfo(node, str(site[keys.SITE_NAME]), str(site[keys.LEVEL]),
-                               bool(site[keys.LABELLED]), int(counts[keys.N_CASES]), int(counts[keys.N_USABLE]))
+        sites[node] = SiteInfo(
+            node,
+            str(site[keys.SITE_NAME]),
+            str(site[keys.LEVEL]),
+            bool(site[keys.LABELLED]),
+            int(counts[keys.N_CASES]),
+            int(counts[keys.N_USABLE]),
+        )
     return sites
 
 
@@ -105,31 +137,57 @@ def _by_site(replies: list[Message]) -> list[Message]:
     return sorted(replies, key=lambda r: reply_site(r.content))
 
 
-def evaluate_round(grid: Grid, sites: dict[int, SiteInfo], weights: list[np.ndarray], split: str,
-                   threshold: float | None, timeout_s: float) -> dict[str, dict[str, float]]:
+def evaluate_round(
+    grid: Grid,
+    sites: dict[int, SiteInfo],
+    weights: list[np.ndarray],
+    split: str,
+    threshold: float | None,
+    timeout_s: float,
+) -> dict[str, dict[str, float]]:
     """Evaluate the global model on every site; returns site -> metrics."""
     msgs = []
     for node, info in sorted(sites.items(), key=lambda kv: kv[1].name):
         config = ConfigRecord({keys.SPLIT: split, keys.SERVER_ROUND: 0})
         if threshold is not None and not info.labelled:
             config[keys.THRESHOLD] = float(threshold)
-        msgs.append(Message(RecordDict({keys.ARRAYS: to_arrays(weights), keys.CONFIG: config}),
-                            dst_node_id=node, message_type=keys.EVALUATE))
-    return {reply_site(r.content): reply_metrics(r.content) for r in _send(grid, msgs, timeout_s, f"evaluate {split}")}
+        msgs.append(
+            Message(
+                RecordDict({keys.ARRAYS: to_arrays(weights), keys.CONFIG: config}),
+                dst_node_id=node,
+                message_type=keys.EVALUATE,
+            )
+        )
+    return {
+        reply_site(r.content): reply_metrics(r.content)
+        for r in _send(grid, msgs, timeout_s, f"evaluate {split}")
+    }
 
 
 def mean_threshold(site_metrics: dict[str, dict[str, float]]) -> float | None:
     """Mean of the thresholds the labelled sites tuned (used by sites without labels)."""
-    values = [m["threshold"] for m in site_metrics.values() if m.get(keys.NUM_EXAMPLES, 0) > 0
-              and math.isfinite(m.get("threshold", math.nan))]
+    values = [
+        m["threshold"]
+        for m in site_metrics.values()
+        if m.get(keys.NUM_EXAMPLES, 0) > 0 and math.isfinite(m.get("threshold", math.nan))
+    ]
     return float(np.mean(values)) if values else None
 
 
-def train_round(grid: Grid, strategy: Strategy, rnd: int, weights: list[np.ndarray], trainers: set[int],
-                cfg: RunConfig) -> tuple[list[np.ndarray], dict[str, dict[str, float]]]:
+def train_round(
+    grid: Grid,
+    strategy: Strategy,
+    rnd: int,
+    weights: list[np.ndarray],
+    trainers: set[int],
+    cfg: RunConfig,
+) -> tuple[list[np.ndarray], dict[str, dict[str, float]]]:
     """One Flower training round restricted to the sites that passed the readiness gate."""
-    messages = [m for m in strategy.configure_train(rnd, to_arrays(weights), ConfigRecord({}), grid)
-                if m.metadata.dst_node_id in trainers]
+    messages = [
+        m
+        for m in strategy.configure_train(rnd, to_arrays(weights), ConfigRecord({}), grid)
+        if m.metadata.dst_node_id in trainers
+    ]
     replies = _by_site(_send(grid, messages, cfg.fed.timeout_s, f"train round {rnd}"))
     arrays, _ = strategy.aggregate_train(rnd, replies)
     if arrays is None:
@@ -147,11 +205,22 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
     nodes = wait_for_nodes(grid, cfg.fed.min_sites or expected_sites(cfg), cfg.fed.node_wait_s)
     connected = time.perf_counter()
     sites = query_readiness(grid, nodes, cfg.fed.timeout_s)
-    state_timing = {"wait_for_sites_s": connected - started, "readiness_s": time.perf_counter() - connected}
+    state_timing = {
+        "wait_for_sites_s": connected - started,
+        "readiness_s": time.perf_counter() - connected,
+    }
     for info in sorted(sites.values(), key=lambda s: s.name):
-        log.info("site %s: level %s, %d/%d cases usable%s", info.name, info.level, info.n_usable,
-                 info.n_cases, "" if info.labelled else " (unlabelled)")
-    trainers = {n for n, s in sites.items() if s.labelled and level_at_least(s.level, cfg.fed.train_level)}
+        log.info(
+            "site %s: level %s, %d/%d cases usable%s",
+            info.name,
+            info.level,
+            info.n_usable,
+            info.n_cases,
+            "" if info.labelled else " (unlabelled)",
+        )
+    trainers = {
+        n for n, s in sites.items() if s.labelled and level_at_least(s.level, cfg.fed.train_level)
+    }
     if not trainers:
         raise FedShiftError(f"no site reaches training level {cfg.fed.train_level}")
     state = (folder.load_checkpoint() if cfg.resume else None) or RunState()
@@ -159,45 +228,83 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
         state.weights = get_weights(build_network(cfg.seg.model, seed=cfg.seed))
     else:
         log.info("resuming after round %d from %s", state.last_round, folder.checkpoints)
-    state.readiness = {s.name: {"level": s.level, "n_cases": s.n_cases, "n_usable": s.n_usable,
-                                "trains": n in trainers} for n, s in sites.items()}
+    state.readiness = {
+        s.name: {
+            "level": s.level,
+            "n_cases": s.n_cases,
+            "n_usable": s.n_usable,
+            "trains": n in trainers,
+        }
+        for n, s in sites.items()
+    }
     strategy = make_strategy(cfg, len(trainers))
-    state.strategy = {"name": cfg.fed.strategy, "state": "stateless between rounds (FedAvg/FedProx)"}
+    state.strategy = {
+        "name": cfg.fed.strategy,
+        "state": "stateless between rounds (FedAvg/FedProx)",
+    }
     first = state.last_round + 1
     for rnd in range(first, cfg.fed.rounds + 1):
+        if cfg.fed.secure_stats and (rnd == first or cfg.fed.stats_every_round):
+            federation_round(grid, sites, state, cfg)  # secure stats, reference, diagnosis
         t0 = time.perf_counter()
-        state.weights, train_metrics = train_round(grid, strategy, rnd, state.weights, trainers, cfg)
+        state.weights, train_metrics = train_round(
+            grid, strategy, rnd, state.weights, trainers, cfg
+        )
         t1 = time.perf_counter()
         val = evaluate_round(grid, sites, state.weights, "val", None, cfg.fed.timeout_s)
-        per_site = {name: {**{f"val_{k}": v for k, v in val.get(name, {}).items()},
-                           **{f"train_{k}": v for k, v in train_metrics.get(name, {}).items()}}
-                    for name in sorted({s.name for s in sites.values()})}
-        state.rounds.append({"round": rnd, "sites": per_site,
-                             "seconds": {"train": t1 - t0, "evaluate": time.perf_counter() - t1}})
+        per_site = {
+            name: {
+                **{f"val_{k}": v for k, v in val.get(name, {}).items()},
+                **{f"train_{k}": v for k, v in train_metrics.get(name, {}).items()},
+            }
+            for name in sorted({s.name for s in sites.values()})
+        }
+        state.rounds.append(
+            {
+                "round": rnd,
+                "sites": per_site,
+                "seconds": {"train": t1 - t0, "evaluate": time.perf_counter() - t1},
+            }
+        )
         for name, m in per_site.items():
-            log.info("round %d/%d %-8s loss %s  val dice %s", rnd, cfg.fed.rounds, name,
-                     _fmt(m.get("train_loss")), _fmt(m.get("val_dice")))
+            log.info(
+                "round %d/%d %-8s loss %s  val dice %s",
+                rnd,
+                cfg.fed.rounds,
+                name,
+                _fmt(m.get("train_loss")),
+                _fmt(m.get("val_dice")),
+            )
         state.last_round = rnd
         folder.save_checkpoint(state)
         folder.write_metrics(state)
+    if cfg.fed.secure_stats and cfg.fed.stats_every_round:
+        federation_round(grid, sites, state, cfg)
     t_final = time.perf_counter()
     state.final = final_evaluation(grid, sites, state, cfg)
-    state.timing = {**state_timing, "final_evaluation_s": time.perf_counter() - t_final,
-                    "serverapp_s": time.perf_counter() - started}
+    state.timing = {
+        **state_timing,
+        "final_evaluation_s": time.perf_counter() - t_final,
+        "serverapp_s": time.perf_counter() - started,
+    }
     folder.write_metrics(state)
     return state
 
 
-def final_evaluation(grid: Grid, sites: dict[int, SiteInfo], state: RunState, cfg: RunConfig) -> dict:
+def final_evaluation(
+    grid: Grid, sites: dict[int, SiteInfo], state: RunState, cfg: RunConfig
+) -> dict:
     val = evaluate_round(grid, sites, state.weights, "val", None, cfg.fed.timeout_s)
     threshold = mean_threshold(val)
     test = evaluate_round(grid, sites, state.weights, "test", threshold, cfg.fed.timeout_s)
     if not test:
         raise FedShiftError("final evaluation: no site replied; see the site errors above")
     labelled = {s.name for s in sites.values() if s.labelled}
-    return {"sites": {k: v for k, v in test.items() if k in labelled},
-            "target": {k: v for k, v in test.items() if k not in labelled},
-            "target_threshold": threshold}
+    return {
+        "sites": {k: v for k, v in test.items() if k in labelled},
+        "target": {k: v for k, v in test.items() if k not in labelled},
+        "target_threshold": threshold,
+    }
 
 
 def _fmt(value: float | None) -> str:

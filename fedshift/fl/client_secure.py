@@ -1,0 +1,170 @@
+"""ClientApp handlers of a secure statistics round and of the reference broadcast.
+
+One SecAgg round is four messages (``query.secagg_keys`` .. ``query.secagg_unmask``); the
+site's :class:`~fedshift.shift.secagg.site.SiteSession` (private keys, seed, peers' shares)
+and its statistics vector live in Flower's node-local ``context.state`` between them and
+are never sent: only public keys, ciphertexts, the masked vector and unmasking shares
+leave the site. ``query.reference`` then brings the federation's reference; the site
+measures its distances to it with its own statistics and replies scalars only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+
+from fedshift.errors import SecureAggregationError
+from fedshift.fl import keys
+from fedshift.fl.client import make_worker
+from fedshift.fl.records import from_arrays, run_config, site_record
+from fedshift.shift.diagnosis import measure
+from fedshift.shift.reference import Reference
+from fedshift.shift.secure import (
+    KeyDirectory,
+    ShareInbox,
+    SiteSession,
+    UnmaskRequest,
+)
+from fedshift.shift.site_stats import clip_headroom
+from fedshift.shift.stats import SiteStatistics, StatsLayout
+
+log = logging.getLogger(__name__)
+
+#: context.state keys; node-local, never sent
+STATE_SESSION = "fedshift.secagg-session"  # ConfigRecord: SiteSession.to_state() (secrets)
+STATE_STATS = "fedshift.stats"  # ArrayRecord: this site's statistics vector
+STATE_META = "fedshift.stats-meta"  # ConfigRecord: round id, agreement with the global model
+_VECTOR = "vector"
+_DICE = "dice"
+_VOLUME_BIAS = "volume_bias"
+
+
+def _reply(msg: Message, payload: Mapping[str, Any], **arrays: np.ndarray) -> Message:
+    content = RecordDict({keys.SECAGG: ConfigRecord(dict(payload))})
+    if arrays:
+        content[keys.SECAGG_VALUES] = ArrayRecord({k: Array(v) for k, v in arrays.items()})
+    return Message(content, reply_to=msg)
+
+
+def _session(context: Context, round_id: str) -> SiteSession:
+    if STATE_SESSION not in context.state.config_records:
+        raise SecureAggregationError(f"round {round_id!r}: this site holds no session")
+    return SiteSession.from_state(dict(context.state.config_records[STATE_SESSION]))
+
+
+def _keep(context: Context, session: SiteSession) -> None:
+    context.state[STATE_SESSION] = ConfigRecord(session.to_state())
+
+
+def _vector(context: Context, round_id: str) -> np.ndarray:
+    meta = context.state.config_records.get(STATE_META)
+    if meta is None or meta.get(keys.ROUND_ID) != round_id:
+        raise SecureAggregationError(f"this site holds no statistics of round {round_id!r}")
+    return context.state.array_records[STATE_STATS][_VECTOR].numpy()
+
+
+def handle_keys(
+    msg: Message, context: Context, defaults: Mapping[str, Any] | None = None
+) -> Message:
+    """Step 0: compute the statistics under the global weights, keep them, advertise keys."""
+    cfg = run_config(context, defaults)
+    worker = make_worker(context, defaults)
+    config = msg.content.config_records[keys.CONFIG]
+    round_id = str(config[keys.ROUND_ID])
+    secagg = cfg.fed.secagg()
+    local = worker.statistics(
+        from_arrays(msg.content.array_records[keys.ARRAYS]),
+        int(config[keys.STATS_ROUND]),
+        cfg.fed.stats_samples,
+    )
+    vector = local.stats.to_vector()
+    if clip_headroom(vector, secagg) > 1.0:  # site-local log; no value leaves
+        log.warning(
+            "site %s: some statistics exceed fed.secagg_clip=%g and will be clipped",
+            worker.name,
+            secagg.clip,
+        )
+    meta: dict[str, Any] = {keys.ROUND_ID: round_id}
+    for key, value in ((_DICE, local.dice), (_VOLUME_BIAS, local.volume_bias)):
+        if value is not None:
+            meta[key] = float(value)
+    context.state[STATE_STATS] = ArrayRecord({_VECTOR: Array(vector)})
+    context.state[STATE_META] = ConfigRecord(meta)
+    session = SiteSession(context.node_id, round_id, secagg)
+    advert = session.advertise()
+    _keep(context, session)
+    reply = _reply(msg, advert.to_dict())
+    reply.content[keys.SITE] = site_record(worker.name)
+    return reply
+
+
+def handle_shares(
+    msg: Message, context: Context, defaults: Mapping[str, Any] | None = None
+) -> Message:
+    """Step 1: key directory in, Shamir shares encrypted to each peer out."""
+    directory = KeyDirectory.from_dict(msg.content.config_records[keys.SECAGG])
+    session = _session(context, directory.round_id)
+    packets = session.share_keys(directory)
+    _keep(context, session)
+    return _reply(msg, packets.to_dict())
+
+
+def handle_masked(
+    msg: Message, context: Context, defaults: Mapping[str, Any] | None = None
+) -> Message:
+    """Step 2: the peers' shares in, this site's vector out, encoded and masked."""
+    inbox = ShareInbox.from_dict(msg.content.config_records[keys.SECAGG])
+    session = _session(context, inbox.round_id)
+    masked = session.masked_input(inbox, _vector(context, inbox.round_id))
+    if session.n_clipped:
+        log.warning(
+            "site node %d: %d statistics were clipped to fed.secagg_clip",
+            context.node_id,
+            session.n_clipped,
+        )
+    _keep(context, session)
+    payload = masked.to_dict()
+    values = payload.pop("values")
+    return _reply(msg, payload, values=values)
+
+
+def handle_unmask(
+    msg: Message, context: Context, defaults: Mapping[str, Any] | None = None
+) -> Message:
+    """Step 3: who survived in, shares to remove the masks out; the session ends here."""
+    request = UnmaskRequest.from_dict(msg.content.config_records[keys.SECAGG])
+    session = _session(context, request.round_id)
+    response = session.unmask(request)
+    del context.state[STATE_SESSION]
+    return _reply(msg, response.to_dict())
+
+
+def handle_reference(
+    msg: Message, context: Context, defaults: Mapping[str, Any] | None = None
+) -> Message:
+    """The reference in; this site's shift indicators (scalars) out."""
+    cfg = run_config(context, defaults)
+    worker = make_worker(context, defaults)
+    round_id = str(msg.content.config_records[keys.CONFIG][keys.ROUND_ID])
+    layout = StatsLayout(cfg.seg.model.feat_dim)
+    stats = SiteStatistics.from_vector(_vector(context, round_id), layout)
+    meta = context.state.config_records[STATE_META]
+    record = msg.content.array_records[keys.REFERENCE]
+    reference = Reference.from_arrays({k: v.numpy() for k, v in record.items()})
+    indicators = measure(
+        worker.name, stats, reference, dice=meta.get(_DICE), volume_bias=meta.get(_VOLUME_BIAS)
+    )
+    values = {
+        k: float(v)
+        for k, v in asdict(indicators).items()
+        if k != "site" and v is not None and np.isfinite(v)
+    }
+    content = RecordDict(
+        {keys.INDICATORS: MetricRecord(values), keys.SITE: site_record(worker.name)}
+    )
+    return Message(content, reply_to=msg)

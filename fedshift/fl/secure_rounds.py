@@ -1,0 +1,310 @@
+"""The coordinator's statistics rounds: secure sum -> reference -> shift diagnosis.
+
+:func:`secure_statistics_round` runs one SecAgg round (:mod:`fedshift.shift.secure`) as
+four Flower query messages, relaying public keys and ciphertexts it cannot read between
+the sites (handlers in :mod:`fedshift.fl.client_secure`); it learns the sum of the sites'
+:class:`~fedshift.shift.stats.SiteStatistics` over at least ``fed.secagg_min_sites`` sites
+and nothing per site. :func:`federation_round` builds the federation's reference from
+that sum, broadcasts it (``query.reference``), collects each site's shift indicators
+(scalars the site computes itself) and attributes the shifts
+(:func:`~fedshift.shift.diagnosis.diagnose`).
+
+Files in ``cfg.out`` (latest statistics round; the history is in ``metrics.json``)::
+
+    reference.npz    Reference.to_arrays() (what was broadcast)
+    secure_sum.npz   the decoded sum over sites (``total``) and its layout size
+    diagnosis.json   per site: shift types, robust z-scores, evidence, indicators
+
+``metrics.json["federation"]`` holds a summary of each round: participants, total counts,
+clipped values, embedding counts and reference means.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.serverapp import Grid
+
+from fedshift.errors import SecureAggregationError
+from fedshift.fl import keys
+from fedshift.fl.records import to_arrays
+from fedshift.runconfig import RunConfig
+from fedshift.runstate import RunState
+from fedshift.shift.diagnosis import Diagnosis, SiteIndicators, diagnose
+from fedshift.shift.reference import Reference, build_reference
+from fedshift.shift.secure import (
+    AdvertiseKeys,
+    AggregatorSession,
+    MaskedInput,
+    SecureSumResult,
+    SharePackets,
+    UnmaskResponse,
+)
+from fedshift.shift.secure import Message as ProtocolMessage
+from fedshift.shift.stats import SiteStatistics, StatsLayout
+
+if TYPE_CHECKING:
+    from fedshift.fl.server import SiteInfo
+
+log = logging.getLogger("fedshift.coordinator")
+
+
+@dataclass(frozen=True, eq=False)
+class StatisticsRound:
+    """What the coordinator learned from one secure statistics round.
+
+    Attributes
+    ----------
+    round_id : names the round (random suffix: keys never carry over)
+    stats_round : the global model is the one after this server round (0: initial)
+    total : SiteStatistics, the sum over ``result.sites`` (>= min_sites sites)
+    result : the secure sum itself (survivors, dropped sites, total clipped count)
+    """
+
+    round_id: str
+    stats_round: int
+    total: SiteStatistics
+    result: SecureSumResult
+
+
+def _exchange(
+    grid: Grid,
+    contents: Mapping[int, RecordDict],
+    message_type: str,
+    round_id: str,
+    timeout_s: float,
+) -> dict[int, RecordDict]:
+    """Send one message per node; the replies' contents by node (error replies left out)."""
+    msgs = [
+        Message(content, dst_node_id=node, message_type=message_type, group_id=round_id)
+        for node, content in contents.items()
+    ]
+    out = {}
+    for reply in grid.send_and_receive(msgs, timeout=timeout_s):
+        node = reply.metadata.src_node_id
+        if reply.has_error():
+            log.error(
+                "%s: node %d replied with an error: %s", message_type, node, reply.error.reason
+            )
+        else:
+            out[node] = reply.content
+    if len(out) < len(msgs):
+        log.warning("%s: %d of %d sites replied", message_type, len(out), len(msgs))
+    return out
+
+
+def _secagg(content: RecordDict) -> dict[str, Any]:
+    return dict(content.config_records[keys.SECAGG])
+
+
+def _deliver(
+    replies: Mapping[int, RecordDict],
+    kind: type[ProtocolMessage],
+    receive: Callable[[Any], None],
+    parse: Callable[[RecordDict], dict[str, Any]] = _secagg,
+) -> None:
+    """Hand each reply to the aggregator; a malformed one counts as a site that dropped."""
+    for node, content in sorted(replies.items()):
+        try:
+            msg = kind.from_dict(parse(content))
+            sender = getattr(msg, "site", getattr(msg, "sender", None))
+            if sender != node:
+                raise SecureAggregationError(f"{kind.kind} claims site {sender}")
+            receive(msg)
+        except (SecureAggregationError, KeyError, TypeError) as exc:
+            log.error("secure statistics: node %d left out: %s", node, exc)
+
+
+def _masked(content: RecordDict) -> dict[str, Any]:
+    values = content.array_records[keys.SECAGG_VALUES]["values"].numpy()
+    return {**_secagg(content), "values": values}
+
+
+def _request(payload: ProtocolMessage) -> RecordDict:
+    return RecordDict({keys.SECAGG: ConfigRecord(payload.to_dict())})
+
+
+def secure_statistics_round(
+    grid: Grid,
+    sites: Mapping[int, SiteInfo],
+    weights: list[np.ndarray],
+    stats_round: int,
+    cfg: RunConfig,
+) -> StatisticsRound:
+    """One secure sum of the sites' statistics under the global ``weights``.
+
+    Raises
+    ------
+    SecureAggregationError
+        fewer than ``fed.secagg_min_sites`` sites take part, or the round cannot be unmasked.
+    """
+    secagg = cfg.fed.secagg()
+    secagg.check_sites(len(sites), "sites in the federation")
+    round_id = f"{cfg.name}/stats-after-{stats_round}/{secrets.token_hex(8)}"
+    agg = AggregatorSession(round_id, secagg)
+    timeout = cfg.fed.timeout_s
+    arrays = to_arrays(weights)
+    config = {keys.ROUND_ID: round_id, keys.STATS_ROUND: stats_round}
+    start = {n: RecordDict({keys.ARRAYS: arrays, keys.CONFIG: ConfigRecord(config)}) for n in sites}
+    replies = _exchange(grid, start, keys.QUERY_SECAGG_KEYS, round_id, timeout)
+    _deliver(replies, AdvertiseKeys, agg.receive_keys)
+    directory = agg.directory()
+    contents = {n: _request(directory) for n in directory.sites}
+    replies = _exchange(grid, contents, keys.QUERY_SECAGG_SHARES, round_id, timeout)
+    _deliver(replies, SharePackets, agg.receive_shares)
+    contents = {n: _request(inbox) for n, inbox in agg.inboxes().items()}
+    replies = _exchange(grid, contents, keys.QUERY_SECAGG_MASKED, round_id, timeout)
+    _deliver(replies, MaskedInput, agg.receive_masked, parse=_masked)
+    request = agg.unmask_request()
+    contents = {n: _request(request) for n in request.survivors}
+    replies = _exchange(grid, contents, keys.QUERY_SECAGG_UNMASK, round_id, timeout)
+    _deliver(replies, UnmaskResponse, agg.receive_unmask)
+    result = agg.result()
+    total = SiteStatistics.from_vector(result.total, StatsLayout(cfg.seg.model.feat_dim))
+    return StatisticsRound(round_id, stats_round, total, result)
+
+
+def broadcast_reference(
+    grid: Grid, sites: Mapping[int, SiteInfo], reference: Reference, round_id: str, cfg: RunConfig
+) -> list[SiteIndicators]:
+    """Send the reference to every site; their indicators (scalars), in site-name order."""
+    arrays = ArrayRecord({k: Array(v) for k, v in reference.to_arrays().items()})
+    config = {keys.ROUND_ID: round_id}
+    contents = {
+        n: RecordDict({keys.REFERENCE: arrays, keys.CONFIG: ConfigRecord(config)}) for n in sites
+    }
+    replies = _exchange(grid, contents, keys.QUERY_REFERENCE, round_id, cfg.fed.timeout_s)
+    indicators = []
+    for node, content in replies.items():
+        values = {k: float(v) for k, v in content.metric_records[keys.INDICATORS].items()}
+        known = {k: v for k, v in values.items() if k in SiteIndicators.__dataclass_fields__}
+        indicators.append(SiteIndicators(site=sites[node].name, **known))
+    return sorted(indicators, key=lambda s: s.site)
+
+
+def federation_round(
+    grid: Grid, sites: Mapping[int, SiteInfo], state: RunState, cfg: RunConfig
+) -> StatisticsRound:
+    """Secure statistics under ``state.weights`` -> reference -> diagnosis.
+
+    Writes reference.npz, secure_sum.npz and diagnosis.json in ``cfg.out`` and appends a
+    summary (sums only) to ``state.federation`` (metrics.json).
+    """
+    if state.weights is None:
+        raise ValueError("federation_round needs the global weights in state.weights")
+    start = time.perf_counter()
+    stats = secure_statistics_round(grid, sites, state.weights, state.last_round, cfg)
+    reference = build_reference(stats.total)
+    out = Path(cfg.out)
+    _save_npz(out / "reference.npz", reference.to_arrays())
+    _save_npz(out / "secure_sum.npz", {"total": stats.result.total})
+    indicators = broadcast_reference(grid, sites, reference, stats.round_id, cfg)
+    diagnoses = diagnose(indicators) if len(indicators) >= 3 else []
+    if len(indicators) < 3:
+        log.warning("shift diagnosis skipped: %d sites reported indicators", len(indicators))
+    _write_diagnosis(out / "diagnosis.json", stats, indicators, diagnoses)
+    names = {n: s.name for n, s in sites.items()}
+    summary = _summary(stats, reference, names, time.perf_counter() - start)
+    state.federation.setdefault("statistics", []).append(summary)
+    state.federation["diagnosis"] = {
+        d.site: {"shift": d.shift, "evidence": d.evidence} for d in diagnoses
+    }
+    for d in diagnoses:
+        log.info("diagnosis %-8s %s: %s", d.site, ", ".join(d.shift) or "no shift", d.evidence)
+    return stats
+
+
+def _summary(
+    stats: StatisticsRound, reference: Reference, names: Mapping[int, str], seconds: float
+) -> dict[str, Any]:
+    r = stats.result
+    if r.n_clipped:
+        log.warning("secure statistics: %d values were clipped; raise fed.secagg_clip", r.n_clipped)
+    log.info(
+        "secure statistics after round %d: %d sites, %g cases (%g labelled), embeddings %s",
+        stats.stats_round,
+        len(r.sites),
+        stats.total.cases,
+        stats.total.labelled_cases,
+        {k: int(v) for k, v in reference.counts.items()},
+    )
+    q = reference.quantile_levels
+    return {
+        "after_round": stats.stats_round,
+        "round_id": stats.round_id,
+        "sites": sorted(names.get(s, str(s)) for s in r.sites),
+        "dropped": sorted(names.get(s, str(s)) for s in r.dropped),
+        "n_clipped": r.n_clipped,
+        "cases": stats.total.cases,
+        "labelled_cases": stats.total.labelled_cases,
+        "embedding_counts": dict(reference.counts),
+        "reference_means": {c: g.mean.tolist() for c, g in reference.gaussians.items()},
+        "intensity_quantiles": {
+            f"p{round(100 * lv):02d}": float(v)
+            for lv, v in zip(q, reference.intensity_quantiles, strict=True)
+            if round(100 * lv) in (5, 50, 95)
+        },
+        "seconds": seconds,
+    }
+
+
+def _write_diagnosis(
+    path: Path,
+    stats: StatisticsRound,
+    indicators: list[SiteIndicators],
+    diagnoses: list[Diagnosis],
+) -> None:
+    by_site = {d.site: d for d in diagnoses}
+    body = {
+        "after_round": stats.stats_round,
+        "round_id": stats.round_id,
+        "sites": {
+            ind.site: {
+                **(_verdict(by_site[ind.site]) if ind.site in by_site else {"shift": []}),
+                "indicators": {k: v for k, v in vars(ind).items() if k != "site"},
+            }
+            for ind in indicators
+        },
+    }
+    _atomic(path, json.dumps(_json_safe(body), indent=1).encode())
+
+
+def _verdict(d: Diagnosis) -> dict[str, Any]:
+    return {k: v for k, v in d.to_dict().items() if k != "site"}
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities -> None, numpy scalars -> Python (strict JSON)."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
+
+
+def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

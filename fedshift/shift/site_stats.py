@@ -1,0 +1,172 @@
+"""A site's statistics under the global model: what it puts into secure aggregation.
+
+For each usable training case the site runs the global model's feature extractor ``g``
+over the preprocessed volume (sliding windows of the training patch size, blended as in
+evaluation, so the embeddings are those the model sees at inference), samples voxel
+embeddings per class inside the brain mask (lesion / background where the case has a
+label, unconditional otherwise), and adds the case's brain-intensity histogram (of the
+z-scored image) and, for labelled cases, its lesion load. The sum over cases is one
+:class:`~fedshift.shift.stats.SiteStatistics`: it leaves the site only masked, inside a
+secure sum over >= 3 sites.
+
+Alongside, for labelled cases, the site measures how well the global model agrees with its
+labels (mean Dice, signed volume bias): two scalars it may report for shift diagnosis
+(:func:`fedshift.shift.diagnosis.measure`); they are not summed.
+
+Scale: every entry is a count or a sum over sampled voxels, at most
+``n_cases * 2 * samples_per_class`` embeddings with values of order 1 (normalised and
+activated features) and ``n_cases * brain voxels`` intensity counts (~1.5e6 per 1 mm case):
+far below the default clip of 2**30 of :class:`~fedshift.shift.secagg.config.SecAggConfig`
+with 24 fractional bits (511 sites of headroom). :func:`clip_headroom` says how close a
+vector comes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+
+from fedshift.data.nifti import read_volume
+from fedshift.model.config import SegConfig
+from fedshift.model.data import derive_seed
+from fedshift.model.metrics import dice
+from fedshift.model.network import SegNet
+from fedshift.model.preprocess import PreprocessCache
+from fedshift.shift.diagnosis import signed_volume_bias
+from fedshift.shift.secagg.config import SecAggConfig
+from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics, sample_voxels
+
+
+@dataclass(frozen=True, eq=False)
+class LocalStatistics:
+    """A site's statistics and its agreement with the global model. Stays at the site.
+
+    Attributes
+    ----------
+    stats : SiteStatistics
+        Sum over the site's usable training cases; only its secure sum leaves the site.
+    dice : float or None
+        Mean voxel Dice of the global model (at ``eval.threshold``) on labelled cases;
+        ``None`` without labelled cases. A diagnosis scalar the site may report.
+    volume_bias : float or None
+        ``(label volume - predicted volume) / predicted volume`` over labelled cases (NaN
+        when nothing is predicted); ``None`` without labelled cases.
+    """
+
+    stats: SiteStatistics
+    dice: float | None
+    volume_bias: float | None
+
+
+@torch.no_grad()
+def case_features(
+    model: SegNet, image: np.ndarray, cfg: SegConfig, device: torch.device
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and lesion probability of one preprocessed volume.
+
+    Sliding windows of ``cfg.train.patch_size`` (multiples of the network's divisor;
+    smaller volumes are padded) blended with ``cfg.eval`` settings; ``f`` is affine, so the
+    head applied to the blended embeddings gives the blended logits of evaluation.
+
+    Parameters
+    ----------
+    image : np.ndarray, shape (X, Y, Z), the preprocessed (z-scored) image
+
+    Returns
+    -------
+    features : np.ndarray, shape (F, X, Y, Z), float32
+    prob : np.ndarray, shape (X, Y, Z), float32, softmax probability of the lesion class
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        x = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)[None, None]
+        feats = sliding_window_inference(
+            x.to(device),
+            roi_size=tuple(cfg.train.patch_size),
+            sw_batch_size=cfg.eval.sw_batch_size,
+            predictor=model.features,
+            overlap=cfg.eval.sw_overlap,
+            mode=cfg.eval.sw_mode,
+            device=torch.device("cpu"),
+        )
+        feats = torch.as_tensor(feats).as_subclass(torch.Tensor).float()
+        logits = model.head(feats.to(device)).float()
+        prob = torch.softmax(logits, dim=1)[0, 1].to("cpu")
+        return feats[0].numpy(), prob.numpy()
+    finally:
+        model.train(was_training)
+
+
+def _label(item: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
+    if "label" not in item:
+        return None
+    label = read_volume(item["label"]).as_float32() > 0.5
+    if label.shape != shape:
+        raise ValueError(
+            f"case {item.get('case')!r}: label shape {label.shape} differs from image {shape}"
+        )
+    return label
+
+
+def site_statistics(
+    model: SegNet,
+    items: Sequence[dict[str, Any]],
+    cache: PreprocessCache,
+    cfg: SegConfig,
+    device: torch.device,
+    *,
+    samples_per_class: int,
+    seed: int,
+    layout: StatsLayout | None = None,
+) -> LocalStatistics:
+    """The site's statistics over ``items`` under ``model`` (the global weights).
+
+    Parameters
+    ----------
+    model : SegNet holding the global weights (its mode is restored afterwards)
+    items : the site's usable training items (``{"case", "image", "label"?}``)
+    cache : the site's preprocessing cache (the same images training sees)
+    cfg : the site's segmentation settings (patch size, sliding window, threshold)
+    device : where ``model`` runs
+    samples_per_class : embeddings sampled per class per case, without replacement
+    seed : the site's seed for this round; case ``c`` samples with
+        ``derive_seed(seed, crc32(c))``, so the result does not depend on item order
+    layout : the federation's vector layout (default: ``StatsLayout(cfg.model.feat_dim)``)
+
+    Returns
+    -------
+    LocalStatistics (stays at the site)
+    """
+    if samples_per_class < 1:
+        raise ValueError(f"samples_per_class must be >= 1, got {samples_per_class}")
+    layout = layout or StatsLayout(cfg.model.feat_dim)
+    total = SiteStatistics.zeros(layout)
+    dices, label_ml, pred_ml = [], 0.0, 0.0
+    for item in sorted(items, key=lambda i: str(i["case"])):
+        pre = cache.get(item["image"])
+        label = _label(item, pre.image.shape)
+        feats, prob = case_features(model, pre.image, cfg, device)
+        rng = np.random.default_rng(derive_seed(seed, zlib.crc32(str(item["case"]).encode())))
+        samples = sample_voxels(feats, label, pre.mask, samples_per_class, rng)
+        total = total + case_statistics(layout, pre.image, pre.mask, label, pre.zooms, samples)
+        if label is not None:
+            pred = prob >= cfg.eval.threshold
+            dices.append(dice(pred, label))
+            voxel_ml = float(np.prod(pre.zooms[:3])) / 1000.0
+            label_ml += float(label.sum()) * voxel_ml
+            pred_ml += float(pred.sum()) * voxel_ml
+    if not dices:
+        return LocalStatistics(total, None, None)
+    return LocalStatistics(total, float(np.mean(dices)), signed_volume_bias(label_ml, pred_ml))
+
+
+def clip_headroom(vector: np.ndarray, config: SecAggConfig) -> float:
+    """``max |x| / clip`` of a statistics vector: clipping starts above 1."""
+    return float(np.max(np.abs(np.asarray(vector, dtype=np.float64)), initial=0.0) / config.clip)

@@ -1,0 +1,183 @@
+"""Secure statistics rounds through the real ClientApp handlers and Flower messages, in
+one process: a stand-in Grid hands each message (after a protobuf round trip) to the
+ClientApp of its node. Site statistics are stubbed; test_secure_simulation.py runs the
+whole thing in Flower's simulation engine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from flwr.app import Context, Message, RecordDict
+from flwr.common import serde
+from flwr.supercore.task_identity import TaskIdentity
+
+from fedshift.errors import SecureAggregationError
+from fedshift.fl import client_secure, keys
+from fedshift.fl.secure_rounds import federation_round, secure_statistics_round
+from fedshift.fl.server import SiteInfo
+from fedshift.model.config import ModelConfig, SegConfig
+from fedshift.runconfig import RunConfig, flatten
+from fedshift.runstate import RunState
+from fedshift.shift.secure import encode
+from fedshift.shift.site_stats import LocalStatistics
+from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics, sample_voxels
+from sites.client_app import make_client_app
+
+F = 4
+SERVER_NODE = 1
+
+
+def _cfg(out: Path) -> RunConfig:
+    seg = replace(SegConfig(), model=ModelConfig(channels=(4, 8, 16), strides=(2, 2), feat_dim=F))
+    return replace(RunConfig(), out=str(out), seg=seg)
+
+
+def _site_stats(seed: int, labelled: bool, shift: float = 0.0) -> LocalStatistics:
+    rng = np.random.default_rng(seed)
+    total = SiteStatistics.zeros(StatsLayout(F))
+    for _ in range(3):
+        image = rng.normal(size=(12, 12, 12)) + shift
+        mask = np.zeros(image.shape, bool)
+        mask[2:10, 2:10, 2:10] = True
+        label = np.zeros(image.shape, np.uint8)
+        label[4:6, 4:7, 4:6] = 1
+        feats = rng.normal(size=(F, *image.shape))
+        lab = label if labelled else None
+        samples = sample_voxels(feats, lab, mask, 40, rng)
+        total = total + case_statistics(StatsLayout(F), image, mask, lab, (3, 3, 3), samples)
+    return LocalStatistics(total, 0.6 if labelled else None, 0.1 if labelled else None)
+
+
+class StubWorker:
+    def __init__(self, name: str, local: LocalStatistics) -> None:
+        self.name, self.local = name, local
+
+    def statistics(self, weights, server_round, samples_per_class) -> LocalStatistics:
+        return self.local
+
+
+class LocalGrid:
+    """``send_and_receive`` in one process; ``drop`` leaves out replies of (type, node)."""
+
+    def __init__(self, cfg: RunConfig, names: dict[int, str]) -> None:
+        self.app = make_client_app(flatten(cfg))
+        self.contexts = {
+            n: Context(run_id=7, node_id=n, node_config={}, state=RecordDict(), run_config={})
+            for n in names
+        }
+        self.drop: set[tuple[str, int]] = set()
+        self.sent: list[RecordDict] = []  # what reached the coordinator
+
+    def send_and_receive(self, messages: Iterable[Message], timeout: float | None = None):
+        replies = []
+        for msg in messages:
+            node = msg.metadata.dst_node_id
+            msg = serde.message_from_proto(serde.message_to_proto(msg))
+            reply = self.app(msg, self.contexts[node])
+            if (msg.metadata.message_type, node) in self.drop:
+                continue
+            reply = serde.message_from_proto(serde.message_to_proto(reply))
+            self.sent.append(reply.content)
+            replies.append(reply)
+        return replies
+
+
+@pytest.fixture(autouse=True)
+def task_identity() -> Iterator[None]:
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 7, SERVER_NODE, 1
+    yield
+    TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = None
+
+
+@pytest.fixture
+def federation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """Four sites (node ids near 2**64 as Flower's can be), the last with brighter images."""
+    names = {2**64 - 11: "a", 5: "b", 2**40: "c", 17: "t"}
+    local = {
+        "a": _site_stats(0, True),
+        "b": _site_stats(1, True),
+        "c": _site_stats(2, True),
+        "t": _site_stats(3, False, shift=1.5),
+    }
+    cfg = _cfg(tmp_path / "run")
+    grid = LocalGrid(cfg, names)
+    node_of_context = {id(c): n for n, c in grid.contexts.items()}
+
+    def make_worker(context: Context, defaults=None) -> StubWorker:
+        name = names[node_of_context[id(context)]]
+        return StubWorker(name, local[name])
+
+    monkeypatch.setattr(client_secure, "make_worker", make_worker)
+    sites = {n: SiteInfo(n, name, "A", name != "t", 3, 3) for n, name in names.items()}
+    return cfg, grid, sites, local
+
+
+def test_secure_sum_through_flower_messages(federation) -> None:
+    cfg, grid, sites, local = federation
+    stats = secure_statistics_round(grid, sites, [np.zeros(2, np.float32)], 0, cfg)
+    plain = np.sum([v.stats.to_vector() for v in local.values()], axis=0)
+    assert stats.result.n_clipped == 0 and len(stats.result.sites) == 4
+    np.testing.assert_allclose(stats.total.to_vector(), plain, rtol=1e-6, atol=1e-6)
+    # the coordinator never received a site's vector, nor its unmasked encoding
+    for content in grid.sent:
+        for record in content.array_records.values():
+            for array in record.values():
+                values = array.numpy()
+                for v in local.values():
+                    vec = v.stats.to_vector()
+                    assert not (values.shape == vec.shape and np.allclose(values, vec))
+                    enc = encode(vec, cfg.fed.secagg()).values
+                    if values.dtype == np.uint64:
+                        assert np.mean(values[:-1] == enc) < 0.01
+    # the site sessions (private keys, shares) ended with the round
+    for context in grid.contexts.values():
+        assert client_secure.STATE_SESSION not in context.state
+
+
+def test_site_dropping_after_keys_leaves_the_sum_of_the_others(federation) -> None:
+    cfg, grid, sites, local = federation
+    gone = next(n for n, s in sites.items() if s.name == "b")
+    grid.drop.add((keys.QUERY_SECAGG_MASKED, gone))
+    stats = secure_statistics_round(grid, sites, [np.zeros(2, np.float32)], 0, cfg)
+    assert stats.result.dropped == (gone,)
+    plain = np.sum([v.stats.to_vector() for k, v in local.items() if k != "b"], axis=0)
+    np.testing.assert_allclose(stats.total.to_vector(), plain, rtol=1e-6, atol=1e-6)
+
+
+def test_fewer_than_three_sites_refused(federation) -> None:
+    cfg, grid, sites, _ = federation
+    two = dict(list(sites.items())[:2])
+    with pytest.raises(SecureAggregationError, match="at least 3"):
+        secure_statistics_round(grid, two, [np.zeros(2, np.float32)], 0, cfg)
+    three = dict(list(sites.items())[:3])
+    for node in list(three)[:2]:  # only one site advertises keys
+        grid.drop.add((keys.QUERY_SECAGG_KEYS, node))
+    with pytest.raises(SecureAggregationError, match="at least 3"):
+        secure_statistics_round(grid, three, [np.zeros(2, np.float32)], 0, cfg)
+
+
+def test_federation_round_writes_reference_and_diagnosis(federation) -> None:
+    cfg, grid, sites, local = federation
+    state = RunState(weights=[np.zeros(2, np.float32)])
+    federation_round(grid, sites, state, cfg)
+    out = Path(cfg.out)
+    with np.load(out / "reference.npz") as ref:
+        assert {"intensity_pmf", "gaussian.background.mean", "gaussian.all.mean"} <= set(ref.files)
+    with np.load(out / "secure_sum.npz") as npz:
+        plain = np.sum([v.stats.to_vector() for v in local.values()], axis=0)
+        np.testing.assert_allclose(npz["total"], plain, rtol=1e-6, atol=1e-6)
+    diagnosis = json.loads((out / "diagnosis.json").read_text())
+    assert set(diagnosis["sites"]) == {"a", "b", "c", "t"}
+    assert "acquisition" in diagnosis["sites"]["t"]["shift"]
+    assert diagnosis["sites"]["a"]["indicators"]["dice"] == pytest.approx(0.6)
+    summary = state.federation["statistics"][0]
+    assert summary["cases"] == 12 and summary["labelled_cases"] == 9 and summary["n_clipped"] == 0
+    assert summary["sites"] == ["a", "b", "c", "t"] and summary["dropped"] == []
+    text = json.dumps(state.federation) + (out / "diagnosis.json").read_text()
+    for v in local.values():  # no site's own histogram appears
+        assert json.dumps(v.stats.intensity.tolist()) not in text

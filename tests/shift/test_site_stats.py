@@ -1,0 +1,107 @@
+"""A site's statistics under a (tiny) global model: layout, sampling, no clipping, and
+that the secure sum over sites is the sum of their vectors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mri_fixtures import make_site
+
+from fedshift.data.layout import discover_site, site_items
+from fedshift.model.config import ModelConfig, PreprocessConfig, SegConfig, TrainConfig
+from fedshift.model.network import build_network
+from fedshift.model.preprocess import PreprocessCache
+from fedshift.shift.secure import SecAggConfig, secure_sum
+from fedshift.shift.site_stats import case_features, clip_headroom, site_statistics
+from fedshift.shift.stats import SiteStatistics, StatsLayout
+
+SAMPLES = 20
+CFG = SegConfig(
+    model=ModelConfig(channels=(4, 8, 16), strides=(2, 2), num_res_units=1, feat_dim=4),
+    preprocess=PreprocessConfig(n4_shrink=2, n4_iterations=(10,)),
+    train=TrainConfig(patch_size=(16, 16, 16), device="cpu"),
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    tmp = tmp_path_factory.mktemp("sites")
+    return {
+        name: make_site(tmp, n_cases=2, shape=(20, 20, 20), labelled=labelled, seed=k, name=name)
+        for k, (name, labelled) in enumerate([("a", True), ("b", True), ("c", True), ("t", False)])
+    }
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return build_network(CFG.model, seed=3)
+
+
+def _stats(site: Path, model: torch.nn.Module, cache_dir: Path, seed: int = 7):
+    items = site_items(discover_site(site), "train")
+    cache = PreprocessCache(cache_dir / site.name, CFG.preprocess)
+    return site_statistics(
+        model, items, cache, CFG, torch.device("cpu"), samples_per_class=SAMPLES, seed=seed
+    )
+
+
+@pytest.fixture(scope="module")
+def local(sites: dict[str, Path], model, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    cache = tmp_path_factory.mktemp("cache")
+    return {name: _stats(path, model, cache) for name, path in sites.items()}
+
+
+def test_features_keep_the_volume_shape(model) -> None:
+    image = np.random.default_rng(0).normal(size=(20, 19, 13)).astype(np.float32)
+    feats, prob = case_features(model, image, CFG, torch.device("cpu"))
+    assert feats.shape == (4, 20, 19, 13) and prob.shape == (20, 19, 13)
+    assert np.all((prob >= 0) & (prob <= 1)) and np.isfinite(feats).all()
+
+
+def test_labelled_site_statistics(local: dict) -> None:
+    st = local["a"].stats
+    assert st.to_vector().shape == (StatsLayout(4).size,)
+    assert st.cases == 2 and st.labelled_cases == 2
+    assert st.embeddings["background"].n == 2 * SAMPLES
+    assert 0 < st.embeddings["lesion"].n <= 2 * SAMPLES
+    assert st.embeddings["all"].n == 0
+    assert st.lesion_count.sum() == 2 and st.lesion_volume.sum() == 2
+    assert st.intensity.sum() > 0
+    assert local["a"].dice is not None and 0.0 <= local["a"].dice <= 1.0
+
+
+def test_unlabelled_site_statistics(local: dict) -> None:
+    t = local["t"]
+    assert t.stats.labelled_cases == 0 and t.dice is None and t.volume_bias is None
+    assert t.stats.embeddings["all"].n == 2 * SAMPLES
+    assert t.stats.embeddings["background"].n == 0 and t.stats.lesion_count.sum() == 0
+
+
+def test_seeded(sites: dict[str, Path], model, local: dict, tmp_path: Path) -> None:
+    again = _stats(sites["b"], model, tmp_path)
+    np.testing.assert_array_equal(again.stats.to_vector(), local["b"].stats.to_vector())
+    other = _stats(sites["b"], model, tmp_path, seed=8)
+    assert not np.array_equal(other.stats.to_vector(), local["b"].stats.to_vector())
+
+
+def test_secure_sum_is_sum_of_site_vectors_without_clipping(local: dict) -> None:
+    vectors = [v.stats.to_vector() for v in local.values()]
+    config = SecAggConfig()
+    assert max(clip_headroom(v, config) for v in vectors) < 1e-3
+    result = secure_sum(vectors, config=config)
+    assert result.n_clipped == 0
+    np.testing.assert_allclose(result.total, np.sum(vectors, axis=0), rtol=1e-6, atol=1e-6)
+    total = sum((v.stats for v in local.values()), start=SiteStatistics.zeros(StatsLayout(4)))
+    np.testing.assert_allclose(total.to_vector(), np.sum(vectors, axis=0), rtol=1e-12)
