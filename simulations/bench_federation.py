@@ -38,10 +38,11 @@ def round_overhead(cfg: RunConfig) -> None:
     slots = max(1, min(n_sites, int((os.cpu_count() or 1) // cfg.simulation.cpus_per_site)))
     timing = state.timing
     in_rounds = sum(r["seconds"]["train"] + r["seconds"]["evaluate"] for r in state.rounds)
-    startup = wall - timing["serverapp_s"]
-    print(f"simulation engine start-up (Ray + actors, once): {startup:.1f} s")
+    startup = wall - timing["serverapp_s"] + timing["wait_for_sites_s"]
+    print(f"simulation engine start-up before the first message (once): {startup:.1f} s")
     print(
-        f"readiness round (once): {timing['readiness_s']:.1f} s; final evaluation: "
+        f"readiness round (once; includes the actors' start-up): {timing['readiness_s']:.1f} s; "
+        f"final evaluation: "
         f"{timing['final_evaluation_s']:.1f} s; whole run {total:.1f} s"
     )
     ratios = []
