@@ -15,21 +15,34 @@ import numpy as np
 LABEL_COLOR = (255, 64, 32)
 
 
+def window_limits(
+    values: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0)
+) -> tuple[float, float] | None:
+    """(low, high) percentiles of the finite non-zero values; None when there are none."""
+    values = np.asarray(values, dtype=np.float32).ravel()
+    sample = values[np.isfinite(values) & (values != 0)]
+    if sample.size == 0:
+        return None
+    lo, hi = np.percentile(sample[:: max(1, sample.size // 1_000_000)], percentiles)
+    return float(lo), float(hi if hi > lo else lo + 1.0)
+
+
+def apply_window(values: np.ndarray, limits: tuple[float, float] | None) -> np.ndarray:
+    """Map intensities to uint8 between ``limits``; NaN and inf become 0."""
+    values = np.asarray(values, dtype=np.float32)
+    if limits is None:
+        return np.zeros(values.shape, dtype=np.uint8)
+    lo, hi = limits
+    scaled = (np.where(np.isfinite(values), values, lo) - lo) / (hi - lo)
+    return np.rint(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+
+
 def window(image: np.ndarray, percentiles: tuple[float, float] = (1.0, 99.0)) -> np.ndarray:
     """Map intensities to uint8 between two percentiles of the finite non-zero voxels.
 
     A constant or empty image gives all zeros. NaN and inf become 0.
     """
-    values = np.asarray(image, dtype=np.float32)
-    finite = np.isfinite(values)
-    sample = values[finite & (values != 0)]
-    if sample.size == 0:
-        return np.zeros(values.shape, dtype=np.uint8)
-    lo, hi = np.percentile(sample[:: max(1, sample.size // 1_000_000)], percentiles)
-    if hi <= lo:
-        hi = lo + 1.0
-    scaled = (np.where(finite, values, lo) - lo) / (hi - lo)
-    return np.rint(np.clip(scaled, 0.0, 1.0) * 255).astype(np.uint8)
+    return apply_window(image, window_limits(image, percentiles))
 
 
 def _display_zooms(zooms: Sequence[float]) -> np.ndarray:
@@ -93,7 +106,8 @@ def render_mosaic(
     center : voxel the slices go through (default: the middle of the volume).
     height : height in pixels of the tallest panel; ``None`` keeps one pixel per
         smallest voxel size.
-    percentiles : intensity window (of non-zero voxels) mapped to black..white.
+    percentiles : intensity window (of the non-zero pixels of the three slices) mapped to
+        black..white.
     color, alpha : label colour and its opacity.
     gap : black pixels between panels.
 
@@ -107,12 +121,14 @@ def render_mosaic(
     if label is not None and np.shape(label) != image.shape:
         raise ValueError(f"label shape {np.shape(label)} differs from image shape {image.shape}")
     z = _display_zooms(zooms)
-    gray = window(image, percentiles)
+    raw = orthogonal_panels(image, center)
+    # window from the three slices shown, not the whole volume (much cheaper at 1 mm)
+    limits = window_limits(np.concatenate([p.ravel() for p, _, _ in raw]), percentiles)
+    slices = [(apply_window(p, limits), r, c) for p, r, c in raw]
     mask = None if label is None else np.asarray(label) > 0
     extents = [image.shape[a] * z[a] for a in (1, 2, 2)]
     pixel_mm = float(z.min()) if height is None else max(extents) / max(int(height), 1)
     panels = []
-    slices = orthogonal_panels(gray, center)
     masks = orthogonal_panels(mask, center) if mask is not None else [None] * 3
     for (panel, row_axis, col_axis), mask_panel in zip(slices, masks, strict=True):
         rows = _resample_indices(panel.shape[0], z[row_axis], pixel_mm)
