@@ -188,22 +188,28 @@ class SiteWorker:
         model = build_network(self.seg.model, seed=self.seed).to(device)
         set_weights(model, weights)
         cache = PreprocessCache(self.cache_dir, self.seg.preprocess)
-        if val:
-            tuned, _ = ev.tune_threshold(model, val, cache, self.seg, device)
+        # each volume is predicted once: validation for the threshold (and its metrics)
+        val_pred = ev.predict_labelled(model, val, cache, self.seg, device)
+        if val_pred:
+            tuned, _ = ev.threshold_from(val_pred, self.seg)
         else:
             tuned = self.seg.eval.threshold if threshold is None else float(threshold)
-        items = val if split == "val" else test
-        if not items:
+        pred = (
+            val_pred
+            if split == "val"
+            else ev.predict_labelled(model, test, cache, self.seg, device)
+        )
+        if not pred:
             return {
                 "n_cases": 0.0,
                 "threshold": float(tuned),
                 "eval_seconds": time.perf_counter() - start,
             }
-        result = ev.evaluate_items(model, items, cache, self.seg, device, tuned)
+        result = ev.results_from(pred, self.seg, tuned)
         seconds = time.perf_counter() - start
         if split == "test":
-            _, prob = next(ev.iter_predictions(model, items[:1], cache, self.seg, device))
-            self._write_overlay(items[0], prob.numpy() >= tuned)
+            first = next(i for i in test if "label" in i)  # the raw item of pred[0]
+            self._write_overlay(first, pred[0][1].numpy() >= tuned)
         return {
             **{k: float(v) for k, v in result.mean.items()},
             "threshold": float(tuned),

@@ -82,6 +82,43 @@ def _truth(item: dict[str, Any]) -> torch.Tensor:
     return torch.as_tensor(item[LABEL_KEY])[0].as_subclass(torch.Tensor) > 0.5
 
 
+Prediction = tuple[dict[str, Any], torch.Tensor]
+
+
+def results_from(predictions: Sequence[Prediction], cfg: SegConfig, threshold: float) -> EvalResult:
+    """Metrics of already predicted labelled items (from :func:`iter_predictions`)."""
+    per_case: dict[str, dict[str, float]] = {}
+    for item, prob in predictions:
+        pred = (prob >= threshold).numpy()
+        zooms = tuple(float(z) for z in item[IMAGE_KEY].pixdim)
+        per_case[str(item["case"])] = case_metrics(
+            pred, _truth(item).numpy(), zooms, cfg.eval.detection_overlap, cfg.eval.connectivity
+        )
+    return EvalResult(per_case, mean_metrics(list(per_case.values())), threshold)
+
+
+def threshold_from(predictions: Sequence[Prediction], cfg: SegConfig) -> tuple[float, float]:
+    """The threshold of ``cfg.eval.threshold_grid`` with the best mean Dice over already
+    predicted labelled items; (the configured default, NaN) when there are none."""
+    grid = cfg.eval.threshold_grid
+    if not predictions:
+        return cfg.eval.threshold, float(np.nan)
+    total = sum(threshold_scores(prob, _truth(item), grid) for item, prob in predictions)
+    return pick_threshold(np.asarray(total) / len(predictions), grid)
+
+
+def predict_labelled(
+    model: nn.Module,
+    items: Sequence[dict[str, Any]],
+    cache: PreprocessCache,
+    cfg: SegConfig,
+    device: torch.device,
+) -> list[Prediction]:
+    """Predictions of the labelled ``items`` (unlabelled ones are skipped), all in memory."""
+    labelled = [item for item in items if LABEL_KEY in item]
+    return list(iter_predictions(model, labelled, cache, cfg, device))
+
+
 def evaluate_items(
     model: nn.Module,
     items: Sequence[dict[str, Any]],
@@ -95,15 +132,7 @@ def evaluate_items(
     ``mean`` holds dice, lesion_precision, lesion_recall, lesion_f1, avd (mL),
     avd_percent, lesion counts and ``n_cases`` (just ``n_cases = 0`` without labels).
     """
-    labelled = [item for item in items if LABEL_KEY in item]
-    per_case: dict[str, dict[str, float]] = {}
-    for item, prob in iter_predictions(model, labelled, cache, cfg, device):
-        pred = (prob >= threshold).numpy()
-        zooms = tuple(float(z) for z in item[IMAGE_KEY].pixdim)
-        per_case[str(item["case"])] = case_metrics(
-            pred, _truth(item).numpy(), zooms, cfg.eval.detection_overlap, cfg.eval.connectivity
-        )
-    return EvalResult(per_case, mean_metrics(list(per_case.values())), threshold)
+    return results_from(predict_labelled(model, items, cache, cfg, device), cfg, threshold)
 
 
 def tune_threshold(
@@ -116,13 +145,4 @@ def tune_threshold(
     """The threshold of ``cfg.eval.threshold_grid`` with the best mean Dice on labelled
     ``items`` (the validation split). Returns (threshold, mean Dice); (the configured
     default, NaN) when no item has a label."""
-    grid = cfg.eval.threshold_grid
-    total = np.zeros(len(grid), dtype=np.float64)
-    n = 0
-    labelled = [item for item in items if LABEL_KEY in item]
-    for item, prob in iter_predictions(model, labelled, cache, cfg, device):
-        total += threshold_scores(prob, _truth(item), grid)
-        n += 1
-    if n == 0:
-        return cfg.eval.threshold, float(np.nan)
-    return pick_threshold(total / n, grid)
+    return threshold_from(predict_labelled(model, items, cache, cfg, device), cfg)
