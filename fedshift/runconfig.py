@@ -56,8 +56,9 @@ class FedConfig:
     timeout_s: float = 3600.0  # wait for the replies of one round
     node_wait_s: float = 300.0  # wait for the expected sites to connect
     # secure statistics -> reference -> shift diagnosis (fedshift.fl.secure_rounds)
-    secure_stats: bool = False  # a statistics round before round 1 (needs >= 3 sites)
-    stats_every_round: bool = False  # also one before every later round and one after the last
+    secure_stats: bool = False  # statistics rounds before round 1 and after the last (>= 3 sites)
+    stats_every_round: bool = False  # also one between every two rounds
+    align_intensity: bool = False  # sites map brain intensities onto the federation's (1-D OT)
     stats_samples: int = 256  # embedding voxels sampled per class per case
     secagg_frac_bits: int = 24  # fixed point: a value travels as round(x * 2**frac_bits)
     secagg_clip: float = 1073741824.0  # 2**30; inputs are clipped to [-clip, clip]
@@ -110,6 +111,16 @@ class RunConfig:
             raise ConfigError(f"fed.proximal_mu must be >= 0, got {self.fed.proximal_mu}")
         if self.fed.stats_samples < 1:
             raise ConfigError(f"fed.stats_samples must be >= 1, got {self.fed.stats_samples}")
+        if self.fed.align_intensity and not self.fed.secure_stats:
+            raise ConfigError(
+                "fed.align_intensity=true needs fed.secure_stats=true: the map is fitted to "
+                "the federation's securely aggregated intensity histogram"
+            )
+        if self.fed.align_intensity and self.fed.strategy in BASELINES:
+            raise ConfigError(
+                f"fed.align_intensity is for federated runs; fed.strategy={self.fed.strategy!r} "
+                "has no secure statistics rounds"
+            )
         self.fed.secagg()
         self.seg.validate()
 

@@ -36,6 +36,10 @@ from fedshift.readiness.runner import run_readiness, usable_cases
 from fedshift.report.mosaic import label_center, render_mosaic
 from fedshift.report.png import write_png
 from fedshift.runconfig import RunConfig
+from fedshift.shift.diagnosis import SiteIndicators, measure
+from fedshift.shift.intensity import IntensityMap, quantile_map
+from fedshift.shift.reference import Reference
+from fedshift.shift.site_files import ShiftFolder
 from fedshift.shift.site_stats import LocalStatistics, site_statistics
 
 log = logging.getLogger(__name__)
@@ -79,6 +83,9 @@ class SiteWorker:
     seed : the run's seed; the site's own streams derive from it and the site name.
     cache_dir : preprocessing cache (default ``work_dir/cache``); entries are keyed by file
         content and preprocessing settings, so runs can share it.
+    align_intensity : map brain intensities onto the federation's histogram after
+        preprocessing, with the map fitted when the reference arrives
+        (:meth:`receive_reference`); until then, standard preprocessing only.
     """
 
     def __init__(
@@ -88,11 +95,14 @@ class SiteWorker:
         seg: SegConfig,
         seed: int = 0,
         cache_dir: str | Path | None = None,
+        align_intensity: bool = False,
     ) -> None:
         self.layout = discover_site(data_dir)
         self.name = self.layout.name
         self.work_dir = Path(work_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else self.work_dir / "cache"
+        self.align_intensity = align_intensity
+        self.shift = ShiftFolder(self.work_dir)
         self.seed = derive_seed(seed, zlib.crc32(self.name.encode()))
         self.seg = replace(seg, train=replace(seg.train, seed=self.seed))
 
@@ -140,9 +150,19 @@ class SiteWorker:
         usable = usable_cases(self.readiness_report())
         return [i for i in site_items(self.layout, "train") if i["case"] in usable]
 
+    def intensity_map(self) -> IntensityMap | None:
+        """The site's intensity map when alignment is on and a reference has arrived."""
+        return self.shift.intensity_map() if self.align_intensity else None
+
+    def cache(self) -> PreprocessCache:
+        """The preprocessing every model input goes through (intensity-mapped when on)."""
+        return PreprocessCache(self.cache_dir, self.seg.preprocess, self.intensity_map())
+
     def trainer(self) -> SiteTrainer:
         train, val, _ = self.splits()
-        return SiteTrainer(self.seg, train, val, cache_dir=self.cache_dir)
+        return SiteTrainer(
+            self.seg, train, val, cache_dir=self.cache_dir, intensity_map=self.intensity_map()
+        )
 
     # -- federated calls ------------------------------------------------------------
 
@@ -187,7 +207,7 @@ class SiteWorker:
         device = choose_device(self.seg.train.device)
         model = build_network(self.seg.model, seed=self.seed).to(device)
         set_weights(model, weights)
-        cache = PreprocessCache(self.cache_dir, self.seg.preprocess)
+        cache = self.cache()
         # each volume is predicted once: validation for the threshold (and its metrics)
         val_pred = ev.predict_labelled(model, val, cache, self.seg, device)
         if val_pred:
@@ -217,25 +237,54 @@ class SiteWorker:
         }
 
     def statistics(
-        self, weights: list[np.ndarray], server_round: int, samples_per_class: int = 256
+        self,
+        weights: list[np.ndarray],
+        server_round: int,
+        samples_per_class: int = 256,
+        round_id: str = "",
     ) -> LocalStatistics:
         """This site's statistics under the global ``weights`` (usable training cases),
-        seeded by the site and ``server_round``. Stays at the site: only its secure sum
-        over >= 3 sites and the diagnosis scalars leave (see
-        :func:`fedshift.shift.site_stats.site_statistics`)."""
+        seeded by the site and ``server_round``, kept in ``work_dir/shift`` for
+        :meth:`receive_reference`. Stays at the site: only its secure sum over >= 3 sites
+        and the diagnosis scalars leave (see :func:`fedshift.shift.site_stats.site_statistics`)."""
         device = choose_device(self.seg.train.device)
         model = build_network(self.seg.model, seed=self.seed).to(device)
         set_weights(model, weights)
-        cache = PreprocessCache(self.cache_dir, self.seg.preprocess)
-        return site_statistics(
+        local = site_statistics(
             model,
             self.unlabelled_items(),
-            cache,
+            self.cache(),
             self.seg,
             device,
             samples_per_class=samples_per_class,
             seed=derive_seed(self.seed, server_round),
         )
+        self.shift.save_local(local, round_id)
+        return local
+
+    def receive_reference(self, reference: Reference, round_id: str = "") -> SiteIndicators:
+        """The federation's reference in; this site's shift indicators (scalars) out.
+
+        Measures against the statistics of the same round (:meth:`statistics`), keeps the
+        reference and the indicators in ``work_dir/shift`` for the site's report and, with
+        ``align_intensity``, fits and keeps its intensity map (its own histogram onto the
+        reference's; the map never leaves the site).
+        """
+        local = self.shift.load_local(round_id)
+        indicators = measure(
+            self.name,
+            local.stats,
+            reference,
+            dice=local.dice,
+            volume_bias=local.volume_bias,
+        )
+        self.shift.save_reference(reference, indicators)
+        own, federation = local.stats.intensity, reference.intensity_pmf
+        if self.align_intensity and own.sum() > 0 and federation.sum() > 0:
+            mapping = quantile_map(own, federation, reference.intensity_edges)
+            self.shift.save_intensity_map(mapping)
+            log.info("site %s: intensity map fitted to the federation's histogram", self.name)
+        return indicators
 
     def _write_overlay(self, item: dict, pred: np.ndarray) -> None:
         """truth | prediction mosaic of one test case, kept in the site's work folder."""
@@ -260,9 +309,15 @@ def site_worker(
     ``data.cache_dir/<site>``, shared across runs; with one (a hospital's SuperNode) both
     live in ``work_dir``."""
     name = Path(data_dir).resolve().name
+    align = cfg.fed.align_intensity
     if work_dir is not None:
-        return SiteWorker(data_dir, work_dir, cfg.seg, seed=cfg.seed)
+        return SiteWorker(data_dir, work_dir, cfg.seg, seed=cfg.seed, align_intensity=align)
     cache = Path(cfg.data.cache_dir) / name if cfg.data.cache_dir else None
     return SiteWorker(
-        data_dir, Path(cfg.out) / "sites" / name, cfg.seg, seed=cfg.seed, cache_dir=cache
+        data_dir,
+        Path(cfg.out) / "sites" / name,
+        cfg.seg,
+        seed=cfg.seed,
+        cache_dir=cache,
+        align_intensity=align,
     )

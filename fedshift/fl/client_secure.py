@@ -5,7 +5,8 @@ site's :class:`~fedshift.shift.secagg.site.SiteSession` (private keys, seed, pee
 and its statistics vector live in Flower's node-local ``context.state`` between them and
 are never sent: only public keys, ciphertexts, the masked vector and unmasking shares
 leave the site. ``query.reference`` then brings the federation's reference; the site
-measures its distances to it with its own statistics and replies scalars only.
+measures its indicators against it with its own statistics (kept in its work folder,
+:class:`~fedshift.shift.site_files.ShiftFolder`) and replies scalars only.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from fedshift.errors import SecureAggregationError
 from fedshift.fl import keys
 from fedshift.fl.client import make_worker
 from fedshift.fl.records import from_arrays, run_config, site_record
-from fedshift.shift.diagnosis import measure
 from fedshift.shift.reference import Reference
 from fedshift.shift.secure import (
     KeyDirectory,
@@ -31,17 +31,14 @@ from fedshift.shift.secure import (
     UnmaskRequest,
 )
 from fedshift.shift.site_stats import clip_headroom
-from fedshift.shift.stats import SiteStatistics, StatsLayout
 
 log = logging.getLogger(__name__)
 
 #: context.state keys; node-local, never sent
 STATE_SESSION = "fedshift.secagg-session"  # ConfigRecord: SiteSession.to_state() (secrets)
 STATE_STATS = "fedshift.stats"  # ArrayRecord: this site's statistics vector
-STATE_META = "fedshift.stats-meta"  # ConfigRecord: round id, agreement with the global model
+STATE_META = "fedshift.stats-meta"  # ConfigRecord: the round id of STATE_STATS
 _VECTOR = "vector"
-_DICE = "dice"
-_VOLUME_BIAS = "volume_bias"
 
 
 def _reply(msg: Message, payload: Mapping[str, Any], **arrays: np.ndarray) -> Message:
@@ -81,6 +78,7 @@ def handle_keys(
         from_arrays(msg.content.array_records[keys.ARRAYS]),
         int(config[keys.STATS_ROUND]),
         cfg.fed.stats_samples,
+        round_id,
     )
     vector = local.stats.to_vector()
     if clip_headroom(vector, secagg) > 1.0:  # site-local log; no value leaves
@@ -89,12 +87,8 @@ def handle_keys(
             worker.name,
             secagg.clip,
         )
-    meta: dict[str, Any] = {keys.ROUND_ID: round_id}
-    for key, value in ((_DICE, local.dice), (_VOLUME_BIAS, local.volume_bias)):
-        if value is not None:
-            meta[key] = float(value)
     context.state[STATE_STATS] = ArrayRecord({_VECTOR: Array(vector)})
-    context.state[STATE_META] = ConfigRecord(meta)
+    context.state[STATE_META] = ConfigRecord({keys.ROUND_ID: round_id})
     session = SiteSession(context.node_id, round_id, secagg)
     advert = session.advertise()
     _keep(context, session)
@@ -148,17 +142,11 @@ def handle_reference(
     msg: Message, context: Context, defaults: Mapping[str, Any] | None = None
 ) -> Message:
     """The reference in; this site's shift indicators (scalars) out."""
-    cfg = run_config(context, defaults)
     worker = make_worker(context, defaults)
     round_id = str(msg.content.config_records[keys.CONFIG][keys.ROUND_ID])
-    layout = StatsLayout(cfg.seg.model.feat_dim)
-    stats = SiteStatistics.from_vector(_vector(context, round_id), layout)
-    meta = context.state.config_records[STATE_META]
     record = msg.content.array_records[keys.REFERENCE]
     reference = Reference.from_arrays({k: v.numpy() for k, v in record.items()})
-    indicators = measure(
-        worker.name, stats, reference, dice=meta.get(_DICE), volume_bias=meta.get(_VOLUME_BIAS)
-    )
+    indicators = worker.receive_reference(reference, round_id)
     values = {
         k: float(v)
         for k, v in asdict(indicators).items()

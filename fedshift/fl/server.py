@@ -3,7 +3,10 @@
 Per run: wait for the sites -> ``query.readiness`` round -> for each round: train
 (Flower strategy: configure_train / aggregate_train) -> evaluate on validation splits ->
 checkpoint + metrics.json. After the last round: evaluate on every site's test split
-(target sites included, on their labelsTs). Flower has no checkpoint/resume of its own:
+(target sites included, on their labelsTs). With ``fed.secure_stats``, a secure statistics
+round (:mod:`fedshift.fl.secure_rounds`) runs before round 1 (the reference that intensity
+alignment needs) and after the last round (the shift diagnosis of the final model), and
+between rounds with ``fed.stats_every_round``. Flower has no checkpoint/resume of its own:
 ``resume=true`` continues after the last checkpointed round.
 """
 
@@ -278,7 +281,7 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
         state.last_round = rnd
         folder.save_checkpoint(state)
         folder.write_metrics(state)
-    if cfg.fed.secure_stats and cfg.fed.stats_every_round:
+    if cfg.fed.secure_stats:  # the final model's statistics: the run's shift diagnosis
         federation_round(grid, sites, state, cfg)
     t_final = time.perf_counter()
     state.final = final_evaluation(grid, sites, state, cfg)

@@ -28,6 +28,8 @@ from monai.transforms import MapTransform
 from fedshift.data.masks import brain_mask, head_mask
 from fedshift.data.nifti import read_volume
 from fedshift.model.config import PreprocessConfig
+from fedshift.shift.intensity import IntensityMap
+from fedshift.shift.intensity import apply as apply_intensity_map
 
 #: bump when the preprocessing code changes what it computes (invalidates caches)
 PREPROCESS_VERSION = 2  # bump when preprocessing code (incl. masks.py) changes
@@ -148,12 +150,22 @@ class PreprocessCache:
     """Preprocessed images of one site on disk, keyed by content hash and settings.
 
     Attributes ``hits`` and ``misses`` count loads from disk and computations.
+
+    With an ``intensity_map`` (the site's own 1-D OT map onto the federation's intensity
+    histogram, :mod:`fedshift.shift.intensity`), :meth:`get` maps the brain intensities
+    after the standard preprocessing; the cache itself always holds the standard result.
     """
 
-    def __init__(self, cache_dir: str | os.PathLike[str], cfg: PreprocessConfig) -> None:
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str],
+        cfg: PreprocessConfig,
+        intensity_map: IntensityMap | None = None,
+    ) -> None:
         cfg.validate()
         self.cache_dir = Path(cache_dir)
         self.cfg = cfg
+        self.intensity_map = intensity_map
         self.hits = 0
         self.misses = 0
         self._cfg_digest = config_digest(cfg)
@@ -167,8 +179,18 @@ class PreprocessCache:
             self._digests[memo] = file_digest(path)
         return f"{self._digests[memo][:32]}-{self._cfg_digest}"
 
-    def get(self, path: str | os.PathLike[str]) -> Preprocessed:
-        """The preprocessed image of ``path``, computed and stored on the first call."""
+    def get(self, path: str | os.PathLike[str], aligned: bool = True) -> Preprocessed:
+        """The preprocessed image of ``path``, computed and stored on the first call;
+        intensity-mapped when the cache has a map and ``aligned`` is true."""
+        result = self._standard(path)
+        if aligned and self.intensity_map is not None:
+            image = apply_intensity_map(self.intensity_map, result.image, result.mask)
+            result = Preprocessed(
+                image.astype(np.float32), result.mask, result.affine, result.zooms
+            )
+        return result
+
+    def _standard(self, path: str | os.PathLike[str]) -> Preprocessed:
         target = self.cache_dir / f"{self.key(path)}.npz"
         if target.is_file():
             with np.load(target) as data:

@@ -39,6 +39,7 @@ from fedshift.model.network import (
     set_weights,
 )
 from fedshift.model.preprocess import MASK_KEY, PreprocessCache
+from fedshift.shift.intensity import IntensityMap
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ class SiteTrainer:
     device : overrides ``cfg.train.device`` when given.
     seed : overrides ``cfg.train.seed`` (e.g. a per-site seed): initial weights and every
         round's randomness derive from it.
+    intensity_map : the site's own intensity OT map, applied after preprocessing (see
+        :class:`~fedshift.model.preprocess.PreprocessCache`); ``None``: standard only.
     """
 
     def __init__(
@@ -95,12 +98,13 @@ class SiteTrainer:
         cache_dir: str | os.PathLike[str],
         device: str | torch.device | None = None,
         seed: int | None = None,
+        intensity_map: IntensityMap | None = None,
     ) -> None:
         cfg.validate()
         self.cfg = cfg
         self.seed = cfg.train.seed if seed is None else int(seed)
         self.device = choose_device(cfg.train.device) if device is None else torch.device(device)
-        self.cache = PreprocessCache(cache_dir, cfg.preprocess)
+        self.cache = PreprocessCache(cache_dir, cfg.preprocess, intensity_map)
         self.items_train = [dict(item) for item in items_train]
         self.items_val = [dict(item) for item in items_val]
         self.dataset = train_dataset(self.items_train, cfg, self.cache)

@@ -7,7 +7,10 @@ secure aggregation reveals); output is what the coordinator broadcasts to every 
   of the union of all sites' sampled voxels of class ``c`` (the mixture of the sites'
   distributions, weighted by their sample counts);
 - the pooled brain-intensity histogram, normalised, and its quantiles;
-- the pooled lesion-count and lesion-volume histograms, normalised over labelled cases.
+- the pooled lesion-count and lesion-volume histograms, normalised over labelled cases;
+- the summed kernel summaries of the cases' shift descriptors
+  (:mod:`fedshift.shift.descriptors`), from which each site measures how much its cases
+  look like the rest of the federation's.
 
 Only what is computable from sums is offered. In particular the Bures-Wasserstein
 barycenter of the sites' Gaussians (``ot.gaussian.bures_wasserstein_barycenter``) is *not*:
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fedshift.shift.descriptors import FAMILIES, KernelSummary
 from fedshift.shift.intensity import histogram_quantiles
 from fedshift.shift.stats import CLASSES, Gaussian, SiteStatistics, gaussian_from
 
@@ -49,6 +53,8 @@ class Reference:
     lesion_count_pmf, lesion_volume_pmf : np.ndarray
         Share of labelled cases per bin (zeros without labelled cases).
     cases, labelled_cases : float
+    descriptors : dict[str, KernelSummary]
+        Per descriptor family, the sum over sites (``n`` cases, random-feature sums).
     """
 
     gaussians: dict[str, Gaussian]
@@ -63,6 +69,7 @@ class Reference:
     lesion_volume_pmf: np.ndarray
     cases: float
     labelled_cases: float
+    descriptors: dict[str, KernelSummary]
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Flat name -> float64 array mapping (for a Flower ArrayRecord)."""
@@ -74,6 +81,8 @@ class Reference:
             out[f"gaussian.{cls}.mean"] = mean
             out[f"gaussian.{cls}.cov"] = cov
             out[f"gaussian.{cls}.count"] = np.array([self.counts[cls]])
+        for family, summary in self.descriptors.items():
+            out[f"descriptors.{family}"] = summary.to_vector()
         return out
 
     @classmethod
@@ -96,6 +105,11 @@ class Reference:
             **{k: v for k, v in fields.items() if k not in ("cases", "labelled_cases")},
             cases=float(fields["cases"][0]),
             labelled_cases=float(fields["labelled_cases"][0]),
+            descriptors={
+                f: KernelSummary.from_vector(np.asarray(arrays[f"descriptors.{f}"]))
+                for f in FAMILIES
+                if f"descriptors.{f}" in arrays
+            },
         )
 
 
@@ -169,4 +183,5 @@ def build_reference(
         lesion_volume_pmf=_normalise(total.lesion_volume),
         cases=total.cases,
         labelled_cases=total.labelled_cases,
+        descriptors=dict(total.descriptors),
     )

@@ -32,12 +32,14 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
+from fedshift.data.masks import head_mask
 from fedshift.data.nifti import read_volume
 from fedshift.model.config import SegConfig
 from fedshift.model.data import derive_seed
 from fedshift.model.metrics import dice
 from fedshift.model.network import SegNet
 from fedshift.model.preprocess import PreprocessCache
+from fedshift.shift import descriptors as desc
 from fedshift.shift.diagnosis import signed_volume_bias
 from fedshift.shift.secagg.config import SecAggConfig
 from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics, sample_voxels
@@ -57,11 +59,19 @@ class LocalStatistics:
     volume_bias : float or None
         ``(label volume - predicted volume) / predicted volume`` over labelled cases (NaN
         when nothing is predicted); ``None`` without labelled cases.
+    rows : family -> one dict of descriptors per case (:mod:`fedshift.shift.descriptors`),
+        for the site's own report; never sent.
+    samples : (N, F) a few sampled embeddings per class per case, for the site's own
+        report (2-D projection); never sent.
+    sample_labels : (N,) int, 1 lesion, 0 background, -1 unlabelled case
     """
 
     stats: SiteStatistics
     dice: float | None
     volume_bias: float | None
+    rows: dict[str, list[dict[str, float]]]
+    samples: np.ndarray
+    sample_labels: np.ndarray
 
 
 @torch.no_grad()
@@ -115,6 +125,33 @@ def _label(item: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
     return label
 
 
+def case_descriptors(
+    item: dict[str, Any],
+    image_brain: np.ndarray,
+    predicted: np.ndarray,
+    label: np.ndarray | None,
+    zooms: tuple[float, ...],
+) -> dict[str, dict[str, float]]:
+    """Shift descriptors of one case, per family (annotation only with a label).
+
+    ``image_brain`` is the preprocessing brain mask; the raw image is read again from
+    ``item["image"]`` (acquisition is measured before any correction).
+    """
+    raw = read_volume(item["image"]).as_float32()
+    if raw.shape != image_brain.shape:
+        raise ValueError(
+            f"case {item.get('case')!r}: image shape {raw.shape} differs from its "
+            f"preprocessed mask {image_brain.shape}"
+        )
+    out = {
+        "acquisition": desc.appearance(raw, image_brain, head_mask(raw), zooms),
+        "population": desc.population(predicted, zooms),
+    }
+    if label is not None:
+        out["annotation"] = desc.annotation(label, predicted, zooms)
+    return out
+
+
 def site_statistics(
     model: SegNet,
     items: Sequence[dict[str, Any]],
@@ -140,6 +177,9 @@ def site_statistics(
         ``derive_seed(seed, crc32(c))``, so the result does not depend on item order
     layout : the federation's vector layout (default: ``StatsLayout(cfg.model.feat_dim)``)
 
+    The intensity histogram is of the standard preprocessing; the model sees what training
+    sees (intensity-mapped when ``cache`` has a map).
+
     Returns
     -------
     LocalStatistics (stays at the site)
@@ -149,22 +189,50 @@ def site_statistics(
     layout = layout or StatsLayout(cfg.model.feat_dim)
     total = SiteStatistics.zeros(layout)
     dices, label_ml, pred_ml = [], 0.0, 0.0
+    rows: dict[str, list[dict[str, float]]] = {family: [] for family in desc.FAMILIES}
+    kept: list[np.ndarray] = []
+    kept_labels: list[np.ndarray] = []
     for item in sorted(items, key=lambda i: str(i["case"])):
-        pre = cache.get(item["image"])
+        pre = cache.get(item["image"], aligned=False)
+        seen = pre.image if cache.intensity_map is None else cache.get(item["image"]).image
         label = _label(item, pre.image.shape)
-        feats, prob = case_features(model, pre.image, cfg, device)
+        feats, prob = case_features(model, seen, cfg, device)
         rng = np.random.default_rng(derive_seed(seed, zlib.crc32(str(item["case"]).encode())))
         samples = sample_voxels(feats, label, pre.mask, samples_per_class, rng)
-        total = total + case_statistics(layout, pre.image, pre.mask, label, pre.zooms, samples)
+        keep = _report_subset(samples[1], len(samples[0]), REPORT_SAMPLES)
+        kept.append(samples[0][keep])
+        kept_labels.append(np.full(keep.size, -1) if samples[1] is None else samples[1][keep])
+        pred = (prob >= cfg.eval.threshold) & pre.mask
+        described = case_descriptors(item, pre.mask, pred, label, pre.zooms)
+        for family, values in described.items():
+            rows[family].append(values)
+        total = total + case_statistics(
+            layout, pre.image, pre.mask, label, pre.zooms, samples, described
+        )
         if label is not None:
-            pred = prob >= cfg.eval.threshold
             dices.append(dice(pred, label))
             voxel_ml = float(np.prod(pre.zooms[:3])) / 1000.0
             label_ml += float(label.sum()) * voxel_ml
             pred_ml += float(pred.sum()) * voxel_ml
+    feat_dim = layout.feat_dim
+    sampled = np.concatenate(kept) if kept else np.zeros((0, feat_dim))
+    sampled_labels = np.concatenate(kept_labels) if kept_labels else np.zeros(0, np.int64)
     if not dices:
-        return LocalStatistics(total, None, None)
-    return LocalStatistics(total, float(np.mean(dices)), signed_volume_bias(label_ml, pred_ml))
+        return LocalStatistics(total, None, None, rows, sampled, sampled_labels)
+    bias = signed_volume_bias(label_ml, pred_ml)
+    return LocalStatistics(total, float(np.mean(dices)), bias, rows, sampled, sampled_labels)
+
+
+#: sampled embeddings per class per case kept for the site's own report
+REPORT_SAMPLES = 32
+
+
+def _report_subset(labels: np.ndarray | None, n: int, per_class: int) -> np.ndarray:
+    """Indices of the first ``per_class`` samples of each class (the samples are already in
+    random order); ``2 * per_class`` of an unlabelled case."""
+    if labels is None:
+        return np.arange(min(n, 2 * per_class))
+    return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in (0, 1)])
 
 
 def clip_headroom(vector: np.ndarray, config: SecAggConfig) -> float:

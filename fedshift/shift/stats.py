@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from scipy import ndimage
+
+from fedshift.shift.descriptors import FAMILIES, KernelSummary, lesion_load, summary_size
 
 CLASSES: tuple[str, ...] = ("background", "lesion", "all")
 """Embedding classes in vector order; ``"all"`` is the unconditional class of unlabelled sites."""
@@ -247,22 +248,6 @@ def intensity_histogram(image: np.ndarray, mask: np.ndarray, edges: np.ndarray) 
     return histogram(np.asarray(image)[mask], edges)
 
 
-def lesion_load(
-    label: np.ndarray, spacing_mm: Sequence[float], connectivity: int = 26
-) -> tuple[int, float]:
-    """Lesion count (connected components) and total lesion volume of one case.
-
-    ``label`` (X, Y, Z), ``> 0`` lesion; ``spacing_mm`` voxel size (mm); ``connectivity``
-    6, 18 or 26. Returns ``(count, volume_ml)``, the volume in mL.
-    """
-    rank = {6: 1, 18: 2, 26: 3}.get(connectivity)
-    if rank is None:
-        raise ValueError(f"connectivity must be 6, 18 or 26, got {connectivity}")
-    fg = np.asarray(label) > 0
-    _, count = ndimage.label(fg, structure=ndimage.generate_binary_structure(3, rank))
-    return int(count), float(fg.sum() * np.prod(spacing_mm) / 1000.0)
-
-
 @dataclass(frozen=True, eq=False)
 class StatsLayout:
     """Where each statistic sits in the secure-aggregation vector.
@@ -270,7 +255,9 @@ class StatsLayout:
     Depends only on the embedding size and the bin grids, never on the number of sites.
     Fields in order: ``cases``, ``labelled_cases`` (1 each), ``embeddings``
     (:func:`embedding_size`), ``intensity``, ``lesion_count``, ``lesion_volume``
-    (one value per bin).
+    (one value per bin), ``descriptors`` (a
+    :class:`~fedshift.shift.descriptors.KernelSummary` per family of
+    :data:`~fedshift.shift.descriptors.FAMILIES`, in that order).
     """
 
     feat_dim: int
@@ -287,6 +274,7 @@ class StatsLayout:
             "intensity": len(self.intensity_edges) - 1,
             "lesion_count": len(self.count_edges) - 1,
             "lesion_volume": len(self.volume_edges) - 1,
+            "descriptors": len(FAMILIES) * summary_size(),
         }
         out, start = {}, 0
         for name, size in sizes.items():
@@ -307,6 +295,7 @@ class StatsLayout:
             "intensity_edges": self.intensity_edges.tolist(),
             "count_edges": self.count_edges.tolist(),
             "volume_edges": self.volume_edges.tolist(),
+            "descriptor_families": list(FAMILIES),
             "fields": {k: [s.start, s.stop] for k, s in self.fields().items()},
             "size": self.size,
         }
@@ -327,6 +316,9 @@ class SiteStatistics:
         Brain-intensity counts on ``layout.intensity_edges``.
     lesion_count, lesion_volume : np.ndarray
         Labelled cases per bin of ``layout.count_edges`` / ``layout.volume_edges`` (mL).
+    descriptors : dict[str, KernelSummary]
+        Per family of :data:`~fedshift.shift.descriptors.FAMILIES`, the kernel summary of
+        the cases' shift descriptors.
     """
 
     layout: StatsLayout
@@ -336,6 +328,7 @@ class SiteStatistics:
     intensity: np.ndarray
     lesion_count: np.ndarray
     lesion_volume: np.ndarray
+    descriptors: dict[str, KernelSummary] = field(default_factory=dict)
 
     @classmethod
     def zeros(cls, layout: StatsLayout) -> SiteStatistics:
@@ -356,6 +349,9 @@ class SiteStatistics:
             if value.shape != (f[name].stop - f[name].start,):
                 raise ValueError(f"{name} has shape {value.shape}, layout wants {f[name]}")
             vec[f[name]] = value
+        vec[f["descriptors"]] = np.concatenate(
+            [self.descriptors.get(k, KernelSummary.zeros()).to_vector() for k in FAMILIES]
+        )
         return vec
 
     @classmethod
@@ -373,6 +369,12 @@ class SiteStatistics:
             intensity=vec[f["intensity"]].copy(),
             lesion_count=vec[f["lesion_count"]].copy(),
             lesion_volume=vec[f["lesion_volume"]].copy(),
+            descriptors={
+                k: KernelSummary.from_vector(chunk)
+                for k, chunk in zip(
+                    FAMILIES, np.split(vec[f["descriptors"]], len(FAMILIES)), strict=True
+                )
+            },
         )
 
     def __add__(self, other: SiteStatistics) -> SiteStatistics:
@@ -386,6 +388,7 @@ def case_statistics(
     label: np.ndarray | None = None,
     spacing_mm: Sequence[float] = (1.0, 1.0, 1.0),
     samples: tuple[np.ndarray, np.ndarray | None] | None = None,
+    descriptors: Mapping[str, Mapping[str, float]] | None = None,
 ) -> SiteStatistics:
     """Statistics of one preprocessed case; a site sums them over its cases.
 
@@ -398,6 +401,8 @@ def case_statistics(
     spacing_mm : voxel size (mm), for the lesion volume
     samples : (features (N, F), labels (N,) or None), optional
         Output of :func:`sample_voxels` on this case's embeddings; omitted: no embeddings.
+    descriptors : family -> this case's descriptors, optional
+        (:mod:`fedshift.shift.descriptors`); a family left out gets no contribution.
     """
     stats = SiteStatistics.zeros(layout)
     count_hist = np.zeros_like(stats.lesion_count)
@@ -417,4 +422,8 @@ def case_statistics(
         intensity=intensity_histogram(image, mask, layout.intensity_edges),
         lesion_count=count_hist,
         lesion_volume=volume_hist,
+        descriptors={
+            family: KernelSummary.of(family, [values])
+            for family, values in (descriptors or {}).items()
+        },
     )

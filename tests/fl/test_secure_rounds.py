@@ -1,7 +1,8 @@
 """Secure statistics rounds through the real ClientApp handlers and Flower messages, in
 one process: a stand-in Grid hands each message (after a protobuf round trip) to the
-ClientApp of its node. Site statistics are stubbed; test_secure_simulation.py runs the
-whole thing in Flower's simulation engine."""
+ClientApp of its node. The sites' statistics are made up here (a stand-in worker);
+test_secure_simulation.py runs the whole thing with real sites in Flower's simulation
+engine."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from fedshift.fl.server import SiteInfo
 from fedshift.model.config import ModelConfig, SegConfig
 from fedshift.runconfig import RunConfig, flatten
 from fedshift.runstate import RunState
+from fedshift.shift.diagnosis import SiteIndicators, measure
 from fedshift.shift.secure import encode
 from fedshift.shift.site_stats import LocalStatistics
 from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics, sample_voxels
@@ -49,16 +51,37 @@ def _site_stats(seed: int, labelled: bool, shift: float = 0.0) -> LocalStatistic
         feats = rng.normal(size=(F, *image.shape))
         lab = label if labelled else None
         samples = sample_voxels(feats, lab, mask, 40, rng)
-        total = total + case_statistics(StatsLayout(F), image, mask, lab, (3, 3, 3), samples)
-    return LocalStatistics(total, 0.6 if labelled else None, 0.1 if labelled else None)
+        described = {
+            "acquisition": {
+                "noise": -4.0 + shift + 0.01 * rng.standard_normal(),
+                "contrast": -2.5,
+                "nonuniformity": -1.2,
+                "sharpness": -0.3,
+            },
+            "population": {"lesion_volume": 1.0, "lesion_count": 1.5},
+        }
+        if labelled:
+            described["annotation"] = {"volume_agreement": 0.0, "count_agreement": 0.0}
+        total = total + case_statistics(
+            StatsLayout(F), image, mask, lab, (3, 3, 3), samples, described
+        )
+    none = np.zeros((0, F))
+    agreement = (0.6, 0.1) if labelled else (None, None)
+    return LocalStatistics(total, *agreement, {}, none, np.zeros(0, np.int64))
 
 
 class StubWorker:
+    """Stands in for :class:`fedshift.sitework.SiteWorker`: fixed statistics, real measure."""
+
     def __init__(self, name: str, local: LocalStatistics) -> None:
         self.name, self.local = name, local
 
-    def statistics(self, weights, server_round, samples_per_class) -> LocalStatistics:
+    def statistics(self, weights, server_round, samples_per_class, round_id) -> LocalStatistics:
         return self.local
+
+    def receive_reference(self, reference, round_id) -> SiteIndicators:
+        local = self.local
+        return measure(self.name, local.stats, reference, dice=local.dice, volume_bias=0.1)
 
 
 class LocalGrid:

@@ -1,111 +1,111 @@
-"""Shift attribution on synthetic indicator tables."""
+"""Shift attribution from the similarities a site reports, and what a site measures."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from fedshift.shift.descriptors import KernelSummary
 from fedshift.shift.diagnosis import (
     DiagnosisConfig,
     SiteIndicators,
     diagnose,
     measure,
-    robust_z,
     signed_volume_bias,
 )
 from fedshift.shift.reference import build_reference
 from fedshift.shift.stats import SiteStatistics, StatsLayout, embedding_stats, histogram
 
 
-def _normal(site: str, rng: np.random.Generator) -> SiteIndicators:
-    jitter = 1.0 + 0.05 * rng.standard_normal()
+def _site(name: str, acq: float = 0.95, pop: float | None = 0.9, ann: float | None = 0.9):
     return SiteIndicators(
-        site=site,
-        intensity_w1=0.10 * jitter,
-        embedding_bw=0.50 * jitter,
-        lesion_volume=0.20 * jitter,
-        lesion_count=0.15 * jitter,
-        dice=0.70 * jitter,
-        volume_bias=0.02 * jitter,
+        site=name,
+        acquisition_similarity=acq,
+        population_similarity=pop,
+        annotation_similarity=ann,
+        intensity_w1=0.1,
     )
 
 
-def _table(rng: np.random.Generator, **odd: float) -> list[SiteIndicators]:
-    sites = [_normal(f"s{i}", rng) for i in range(5)]
-    sites[0] = SiteIndicators(**{**sites[0].__dict__, **odd})
-    return sites
+def _shift(*sites: SiteIndicators) -> list[list[str]]:
+    return [d.shift for d in diagnose(sites)]
 
 
-def _shift(table: list[SiteIndicators]) -> list[list[str]]:
-    return [d.shift for d in diagnose(table)]
-
-
-def test_all_similar_is_none(rng):
-    result = diagnose(_table(rng))
+def test_all_alike_is_no_shift():
+    result = diagnose([_site("a"), _site("b"), _site("c")])
     assert all(d.shift == [] for d in result)
-    assert all(abs(z) < 3 for d in result for z in d.scores.values())
-    assert "no indicator" in result[0].evidence
+    assert "at or above 0.5" in result[0].evidence
+    assert result[0].scores == {"acquisition": 0.95, "population": 0.9, "annotation": 0.9}
 
 
-def test_big_intensity_distance_is_acquisition(rng):
-    result = diagnose(_table(rng, intensity_w1=0.8))
-    assert result[0].shift == ["acquisition"] and result[0].scores["intensity_w1"] > 3
-    assert "intensity_w1" in result[0].evidence
-    assert all(d.shift == [] for d in result[1:])
+def test_each_family_alone():
+    assert _shift(_site("a", acq=0.1)) == [["acquisition"]]
+    assert _shift(_site("a", pop=0.2)) == [["population"]]
+    assert _shift(_site("a", ann=0.3)) == [["annotation"]]
 
 
-def test_big_lesion_load_distance_is_population(rng):
-    assert _shift(_table(rng, lesion_volume=1.5)) == [["population"]] + [[]] * 4
+def test_acquisition_masks_population_and_annotation():
+    (d,) = diagnose([_site("a", acq=0.1, pop=0.2, ann=0.1)])
+    assert d.shift == ["acquisition"]
+    assert "population similarity 0.20 not attributed" in d.evidence
+    assert "annotation similarity 0.10 not attributed" in d.evidence
 
 
-def test_big_volume_bias_is_annotation(rng):
-    result = diagnose(_table(rng, volume_bias=0.6, dice=0.55))
-    assert result[0].shift == ["annotation"] and result[0].scores["volume_bias"] > 3
-    # a negative bias (missed lesions) counts too
-    assert _shift(_table(rng, volume_bias=-0.5))[0] == ["annotation"]
+def test_population_and_annotation_together_are_both_named():
+    (d,) = diagnose([_site("a", pop=0.2, ann=0.1)])
+    assert d.shift == ["population", "annotation"]
+    assert "either may cause the other" in d.evidence
 
 
-def test_high_dice_is_not_a_shift(rng):
-    assert _shift(_table(rng, dice=0.99))[0] == []
+def test_unlabelled_site_is_scored_on_what_it_has():
+    (d,) = diagnose([_site("t", pop=0.1, ann=None)])
+    assert d.shift == ["population"] and "annotation" not in d.scores
+    (e,) = diagnose([SiteIndicators("u")])
+    assert e.shift == [] and e.scores == {} and "nothing measured" in e.evidence
 
 
-def test_acquisition_masks_population_and_annotation(rng):
-    result = diagnose(_table(rng, intensity_w1=0.8, lesion_volume=1.5, volume_bias=0.6))
-    assert result[0].shift == ["acquisition"]
-    assert "not attributed" in result[0].evidence
+def test_threshold_is_a_parameter():
+    site = _site("a", acq=0.4)
+    assert _shift(site) == [["acquisition"]]
+    assert diagnose([site], DiagnosisConfig(threshold=0.3))[0].shift == []
 
 
-def test_several_when_several(rng):
-    result = diagnose(_table(rng, lesion_volume=1.5, volume_bias=0.6))
-    assert result[0].shift == ["population", "annotation"]
-    assert "partly" in result[0].evidence
-
-
-def test_unlabelled_site_scored_on_what_it_has(rng):
-    table = _table(rng)
-    table[4] = SiteIndicators(site="u", intensity_w1=0.9, embedding_bw=0.5)
-    result = diagnose(table)
-    assert result[4].shift == ["acquisition"] and "dice" not in result[4].scores
-
-
-def test_threshold_is_a_parameter(rng):
-    table = _table(rng, intensity_w1=0.8)
-    assert _shift(table)[0] == ["acquisition"]
-    assert [d.shift for d in diagnose(table, DiagnosisConfig(threshold=1e6))][0] == []
-
-
-def test_too_few_sites_gives_no_score():
-    table = [SiteIndicators("a", 0.1), SiteIndicators("b", 5.0)]
-    assert all(d.scores == {} and d.shift == [] for d in diagnose(table))
+def test_names_must_be_unique():
     with pytest.raises(ValueError, match="unique"):
         diagnose([SiteIndicators("a"), SiteIndicators("a")])
 
 
-def test_robust_z_floor_and_bias():
-    assert robust_z(1.0, [1.0, 1.0, 1.0], floor=0.1, relative_floor=0.0) == 0.0
-    assert robust_z(1.5, [1.0, 1.0, 1.0], floor=0.1, relative_floor=0.0) == pytest.approx(5.0)
+def test_signed_volume_bias():
     assert signed_volume_bias(12.0, 10.0) == pytest.approx(0.2)
     assert np.isnan(signed_volume_bias(1.0, 0.0))
+
+
+def _stats_with(layout: StatsLayout, rows: dict[str, list[dict[str, float]]]) -> SiteStatistics:
+    zero = SiteStatistics.zeros(layout)
+    summaries = {f: KernelSummary.of(f, r) for f, r in rows.items()}
+    return SiteStatistics(**{**zero.__dict__, "cases": 6.0, "descriptors": summaries})
+
+
+def test_measure_reports_similarity_to_the_rest(rng):
+    layout = StatsLayout(feat_dim=2)
+
+    def rows(noise: float) -> list[dict[str, float]]:
+        return [
+            {
+                "noise": noise + 0.02 * rng.standard_normal(),
+                "contrast": -2.5,
+                "nonuniformity": -1.2,
+                "sharpness": -0.3,
+            }
+            for _ in range(6)
+        ]
+
+    a, b, c = (_stats_with(layout, {"acquisition": rows(v)}) for v in (-4.0, -4.0, -2.5))
+    reference = build_reference(a + b + c)
+    alike = measure("a", a, reference)
+    unlike = measure("c", c, reference)
+    assert alike.acquisition_similarity > 0.5 > 0.05 > unlike.acquisition_similarity
+    assert alike.population_similarity is None  # nobody reported population descriptors
 
 
 def test_measure_site_equal_to_reference_is_zero(rng):
@@ -122,6 +122,7 @@ def test_measure_site_equal_to_reference_is_zero(rng):
         intensity=histogram(rng.normal(size=200), layout.intensity_edges),
         lesion_count=histogram([3], layout.count_edges),
         lesion_volume=histogram([1.2], layout.volume_edges),
+        descriptors={},
     )
     ind = measure("only", stats, build_reference(stats), dice=0.8, volume_bias=0.1)
     assert ind.intensity_w1 == pytest.approx(0.0, abs=1e-12)

@@ -1,0 +1,145 @@
+"""Shift descriptors respond to the change they name; kernel summaries add up and compare."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from fedshift.shift import descriptors as desc
+from fedshift.shift.descriptors import KernelSummary, appearance, features, similarity
+
+ZOOMS = (2.0, 2.0, 2.0)
+SHAPE = (32, 32, 32)
+
+
+def _phantom(seed: int = 0):
+    """Clean textured 'brain' (values ~0.6-1.6) inside a scalp shell, air outside."""
+    rng = np.random.default_rng(seed)
+    grid = np.indices(SHAPE).astype(float)
+    r = np.sqrt(((grid - 15.5) ** 2).sum(0))
+    brain, head = r < 9.0, r < 11.0
+    texture = ndimage.gaussian_filter(rng.normal(size=SHAPE), 1.0)
+    texture /= texture[brain].std()
+    clean = np.where(brain, np.exp(0.25 * texture), np.where(head, 1.1, 0.0))
+    return clean.astype(np.float64), brain, head
+
+
+def _acquire(clean, rng, noise=0.02, gamma=1.0, bias=0.0, blur=0.0):
+    x = clean**gamma
+    if blur:
+        x = ndimage.gaussian_filter(x, blur)
+    if bias:
+        x = x * np.exp(bias * (np.indices(SHAPE)[0] / SHAPE[0] - 0.5))
+    return np.hypot(x + rng.normal(0, noise, SHAPE), rng.normal(0, noise, SHAPE))
+
+
+@pytest.fixture(scope="module")
+def base():
+    clean, brain, head = _phantom()
+    ref = appearance(_acquire(clean, np.random.default_rng(1)), brain, head, ZOOMS)
+    return clean, brain, head, ref
+
+
+def _changed(base, **kw):
+    clean, brain, head, ref = base
+    out = appearance(_acquire(clean, np.random.default_rng(1), **kw), brain, head, ZOOMS)
+    return {k: out[k] - ref[k] for k in ref}
+
+
+def test_noise_is_measured_in_the_air(base):
+    d = _changed(base, noise=0.08)
+    assert d["noise"] == pytest.approx(np.log(4.0), abs=0.15)
+    assert abs(d["contrast"]) < 0.05  # the noise variance is removed from the contrast
+
+
+def test_contrast_curve_raises_contrast_only(base):
+    d = _changed(base, gamma=1.5)
+    assert d["contrast"] == pytest.approx(np.log(1.5), abs=0.1)
+    assert abs(d["noise"]) < 0.1 and abs(d["sharpness"]) < 0.1
+
+
+def test_bias_field_raises_nonuniformity(base):
+    d = _changed(base, bias=0.8)
+    assert d["nonuniformity"] > 0.3  # the smooth field spread grows by a third or more
+    assert abs(d["noise"]) < 0.1
+
+
+def test_blur_lowers_sharpness(base):
+    assert _changed(base, blur=1.0)["sharpness"] < -0.15
+
+
+def test_intensity_scale_changes_nothing(base):
+    clean, brain, head, _ = base
+    image = _acquire(clean, np.random.default_rng(1))
+    a = appearance(image, brain, head, ZOOMS)
+    b = appearance(7.0 * image, brain, head, ZOOMS)
+    assert a == pytest.approx(b, abs=1e-9)
+
+
+def test_too_small_a_brain_is_refused(base):
+    clean, _, head, _ = base
+    with pytest.raises(ValueError, match="too few"):
+        appearance(clean, np.zeros(SHAPE, bool), head, ZOOMS)
+
+
+def test_lesion_descriptors():
+    label = np.zeros((12, 12, 12), np.uint8)
+    label[2:4, 2:4, 2:4] = 1
+    label[7:10, 7:10, 7:10] = 1
+    assert desc.lesion_load(label, (2.0, 2.0, 2.0)) == (2, pytest.approx(35 * 8 / 1000))
+    pop = desc.population(label, (1.0, 1.0, 1.0))
+    assert pop == {"lesion_volume": pytest.approx(np.log1p(0.035)), "lesion_count": np.log1p(2)}
+    dilated = ndimage.binary_dilation(label)
+    ann = desc.annotation(dilated, label, (3.0, 3.0, 3.0))
+    assert ann["volume_agreement"] > 0.5 and ann["count_agreement"] == 0.0
+    missed = desc.annotation(label * 0, label, (3.0, 3.0, 3.0))
+    assert missed["count_agreement"] == pytest.approx(np.log(1 / 3))
+
+
+def test_random_features_approximate_the_gaussian_kernel(rng):
+    scales = np.array([s for _, s in desc.FAMILIES["population"]])
+    x = rng.normal(size=(40, 2)) * scales
+    phi = features("population", x)
+    exact = np.exp(-0.5 * (((x[:, None] - x[None]) / scales) ** 2).sum(-1))
+    assert np.abs(phi @ phi.T - exact).max() < 0.35
+    assert np.abs(phi @ phi.T - exact).mean() < 0.06
+
+
+def _rows(rng, n, volume, count=1.5):
+    return [
+        {"lesion_volume": volume + 0.2 * rng.standard_normal(), "lesion_count": count}
+        for _ in range(n)
+    ]
+
+
+def test_summaries_add_up_and_round_trip(rng):
+    a, b = _rows(rng, 5, 1.0), _rows(rng, 7, 2.0)
+    both = KernelSummary.of("population", a + b)
+    parts = KernelSummary.of("population", a) + KernelSummary.of("population", b)
+    np.testing.assert_allclose(both.to_vector(), parts.to_vector(), atol=1e-12)
+    back = KernelSummary.from_vector(both.to_vector())
+    assert back.n == 12 and back.sq == pytest.approx(both.sq)
+    with pytest.raises(ValueError, match="values"):
+        KernelSummary.from_vector(np.zeros(3))
+    assert KernelSummary.of("population", []).n == 0
+
+
+def test_similarity_alike_and_unlike(rng):
+    fam = "population"
+    own = KernelSummary.of(fam, _rows(rng, 10, 1.0))
+    same = KernelSummary.of(fam, _rows(rng, 30, 1.0))
+    far = KernelSummary.of(fam, _rows(rng, 30, 4.0))
+    assert similarity(own, own + same) > 0.8
+    assert similarity(own, own + far) < 0.05
+    # half the rest like the site: in between
+    mixed = similarity(own, own + same + far)
+    assert 0.2 < mixed < 0.8
+
+
+def test_similarity_needs_two_cases_each_side(rng):
+    fam = "population"
+    one = KernelSummary.of(fam, _rows(rng, 1, 1.0))
+    many = KernelSummary.of(fam, _rows(rng, 10, 1.0))
+    assert similarity(one, one + many) is None
+    assert similarity(many, many + one) is None
