@@ -20,10 +20,12 @@ Each case of a site is described by three small vectors, one per kind of dataset
 A site cannot see another site's cases, only the secure sum over all sites. So each family
 is summarised by random Fourier features (Rahimi & Recht 2007) of its descriptor vectors,
 scaled per descriptor (:data:`FAMILIES`): the sums ``n``, ``sum ||phi||^2`` and
-``sum phi`` add up across sites. From its own sums and the federation's, a site computes
-:func:`similarity`: the Gaussian-kernel similarity of its cases to the rest of the
-federation's cases, normalised by how similar each group is to itself: about 1 when its
-cases look like everyone else's, about 0 when no other site has cases like them.
+``sum phi`` add up across sites (so do the plain sums and sums of squares of the
+descriptors, which give the means and spreads a report shows). From its own sums and
+the federation's, a site computes :func:`similarity`: the Gaussian-kernel similarity of
+its cases to the rest of the federation's cases, normalised by how similar each group is
+to itself: about 1 when its cases look like everyone else's, about 0 when no other site
+has cases like them.
 
 References
 ----------
@@ -189,9 +191,10 @@ def features(family: str, rows: np.ndarray) -> np.ndarray:
     return np.sqrt(2.0 / N_FEATURES) * np.cos(rows @ w + b)
 
 
-def summary_size() -> int:
-    """Length of one family's summary: ``n``, ``sum |phi|^2``, ``sum phi`` (D)."""
-    return 2 + N_FEATURES
+def summary_size(family: str) -> int:
+    """Length of one family's summary: ``n``, ``sum |phi|^2``, ``sum phi`` (D), and the
+    plain sums and sums of squares of its d descriptors."""
+    return 2 + N_FEATURES + 2 * len(FAMILIES[family])
 
 
 @dataclass(frozen=True, eq=False)
@@ -200,43 +203,78 @@ class KernelSummary:
 
     Attributes
     ----------
+    family : a key of :data:`FAMILIES`
     n : number of cases
     sq : sum of ``|phi(x_i)|^2``
     total : (D,) sum of ``phi(x_i)``
+    sums, squares : (d,) sums of the descriptors and of their squares (means and spreads
+        for the report)
     """
 
+    family: str
     n: float
     sq: float
     total: np.ndarray
+    sums: np.ndarray
+    squares: np.ndarray
 
     @classmethod
-    def zeros(cls) -> KernelSummary:
-        return cls(0.0, 0.0, np.zeros(N_FEATURES))
+    def zeros(cls, family: str) -> KernelSummary:
+        d = len(FAMILIES[family])
+        return cls(family, 0.0, 0.0, np.zeros(N_FEATURES), np.zeros(d), np.zeros(d))
 
     @classmethod
     def of(cls, family: str, rows: list[Mapping[str, float]]) -> KernelSummary:
         """The summary of descriptor dicts (one per case, keys of ``FAMILIES[family]``)."""
         if not rows:
-            return cls.zeros()
+            return cls.zeros(family)
         names = [n for n, _ in FAMILIES[family]]
-        phi = features(family, np.array([[r[n] for n in names] for r in rows]))
-        return cls(float(len(rows)), float((phi**2).sum()), phi.sum(axis=0))
+        x = np.array([[r[n] for n in names] for r in rows], dtype=np.float64)
+        phi = features(family, x)
+        return cls(
+            family, float(len(rows)), float((phi**2).sum()), phi.sum(0), x.sum(0), (x**2).sum(0)
+        )
+
+    def _combine(self, other: KernelSummary, sign: float) -> KernelSummary:
+        if other.family != self.family:
+            raise ValueError(f"cannot combine {self.family!r} with {other.family!r} summaries")
+        return KernelSummary.from_vector(self.family, self.to_vector() + sign * other.to_vector())
 
     def __add__(self, other: KernelSummary) -> KernelSummary:
-        return KernelSummary(self.n + other.n, self.sq + other.sq, self.total + other.total)
+        return self._combine(other, 1.0)
 
     def __sub__(self, other: KernelSummary) -> KernelSummary:
-        return KernelSummary(self.n - other.n, self.sq - other.sq, self.total - other.total)
+        return self._combine(other, -1.0)
 
     def to_vector(self) -> np.ndarray:
-        return np.concatenate([[self.n, self.sq], self.total]).astype(np.float64)
+        parts = [[self.n, self.sq], self.total, self.sums, self.squares]
+        return np.concatenate(parts).astype(np.float64)
 
     @classmethod
-    def from_vector(cls, vec: np.ndarray) -> KernelSummary:
+    def from_vector(cls, family: str, vec: np.ndarray) -> KernelSummary:
         vec = np.asarray(vec, dtype=np.float64)
-        if vec.shape != (summary_size(),):
-            raise ValueError(f"summary must have {summary_size()} values, got {vec.shape}")
-        return cls(float(vec[0]), float(vec[1]), vec[2:].copy())
+        if vec.shape != (summary_size(family),):
+            raise ValueError(
+                f"a {family!r} summary has {summary_size(family)} values, got {vec.shape}"
+            )
+        d = len(FAMILIES[family])
+        total, rest = vec[2 : 2 + N_FEATURES], vec[2 + N_FEATURES :]
+        return cls(
+            family, float(vec[0]), float(vec[1]), total.copy(), rest[:d].copy(), rest[d:].copy()
+        )
+
+    def moments(self) -> dict[str, tuple[float, float]]:
+        """Descriptor -> (mean, standard deviation) over the cases (NaN without cases)."""
+        n = self.n
+        out = {}
+        for k, (name, _) in enumerate(FAMILIES[self.family]):
+            if n < 1:
+                out[name] = (float("nan"), float("nan"))
+                continue
+            mean = self.sums[k] / n
+            var = max(self.squares[k] / n - mean**2, 0.0) * (n / (n - 1) if n > 1 else 0.0)
+            out[name] = (float(mean), float(np.sqrt(var)))
+        return out
 
     def self_similarity(self) -> float | None:
         """Mean kernel over distinct pairs of its cases (``None`` with fewer than 2)."""

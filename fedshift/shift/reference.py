@@ -106,7 +106,7 @@ class Reference:
             cases=float(fields["cases"][0]),
             labelled_cases=float(fields["labelled_cases"][0]),
             descriptors={
-                f: KernelSummary.from_vector(np.asarray(arrays[f"descriptors.{f}"]))
+                f: KernelSummary.from_vector(f, np.asarray(arrays[f"descriptors.{f}"]))
                 for f in FAMILIES
                 if f"descriptors.{f}" in arrays
             },

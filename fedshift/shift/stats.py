@@ -274,7 +274,7 @@ class StatsLayout:
             "intensity": len(self.intensity_edges) - 1,
             "lesion_count": len(self.count_edges) - 1,
             "lesion_volume": len(self.volume_edges) - 1,
-            "descriptors": len(FAMILIES) * summary_size(),
+            "descriptors": sum(summary_size(f) for f in FAMILIES),
         }
         out, start = {}, 0
         for name, size in sizes.items():
@@ -350,7 +350,7 @@ class SiteStatistics:
                 raise ValueError(f"{name} has shape {value.shape}, layout wants {f[name]}")
             vec[f[name]] = value
         vec[f["descriptors"]] = np.concatenate(
-            [self.descriptors.get(k, KernelSummary.zeros()).to_vector() for k in FAMILIES]
+            [self.descriptors.get(k, KernelSummary.zeros(k)).to_vector() for k in FAMILIES]
         )
         return vec
 
@@ -369,16 +369,20 @@ class SiteStatistics:
             intensity=vec[f["intensity"]].copy(),
             lesion_count=vec[f["lesion_count"]].copy(),
             lesion_volume=vec[f["lesion_volume"]].copy(),
-            descriptors={
-                k: KernelSummary.from_vector(chunk)
-                for k, chunk in zip(
-                    FAMILIES, np.split(vec[f["descriptors"]], len(FAMILIES)), strict=True
-                )
-            },
+            descriptors=_split_summaries(vec[f["descriptors"]]),
         )
 
     def __add__(self, other: SiteStatistics) -> SiteStatistics:
         return SiteStatistics.from_vector(self.to_vector() + other.to_vector(), self.layout)
+
+
+def _split_summaries(vec: np.ndarray) -> dict[str, KernelSummary]:
+    out, start = {}, 0
+    for family in FAMILIES:
+        stop = start + summary_size(family)
+        out[family] = KernelSummary.from_vector(family, vec[start:stop])
+        start = stop
+    return out
 
 
 def case_statistics(

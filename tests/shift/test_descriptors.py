@@ -118,11 +118,17 @@ def test_summaries_add_up_and_round_trip(rng):
     both = KernelSummary.of("population", a + b)
     parts = KernelSummary.of("population", a) + KernelSummary.of("population", b)
     np.testing.assert_allclose(both.to_vector(), parts.to_vector(), atol=1e-12)
-    back = KernelSummary.from_vector(both.to_vector())
+    back = KernelSummary.from_vector("population", both.to_vector())
     assert back.n == 12 and back.sq == pytest.approx(both.sq)
     with pytest.raises(ValueError, match="values"):
-        KernelSummary.from_vector(np.zeros(3))
+        KernelSummary.from_vector("population", np.zeros(3))
+    with pytest.raises(ValueError, match="cannot combine"):
+        both + KernelSummary.zeros("annotation")
     assert KernelSummary.of("population", []).n == 0
+    volumes = [r["lesion_volume"] for r in a + b]
+    mean, sd = both.moments()["lesion_volume"]
+    assert mean == pytest.approx(np.mean(volumes)) and sd == pytest.approx(np.std(volumes, ddof=1))
+    assert both.moments()["lesion_count"] == (pytest.approx(1.5), pytest.approx(0.0, abs=1e-6))
 
 
 def test_similarity_alike_and_unlike(rng):
