@@ -64,6 +64,10 @@ def run(args: argparse.Namespace) -> int:
         state, seconds = run_flower_simulation(cfg)
         log.info("simulation finished in %.1f s", seconds)
     report = write_run_report(cfg, state)
+    if (Path(cfg.out) / "diagnosis.json").is_file():
+        from fedshift.report.diagnosis_report import write_diagnosis_report
+
+        log.info("shift diagnosis: %s", write_diagnosis_report(cfg.out))
     for name, m in sorted(state.final.get("sites", {}).items()):
         log.info(
             "final %-8s dice %.3f  lesion F1 %.3f",

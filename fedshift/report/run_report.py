@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,19 @@ def _overlays(cfg: RunConfig) -> str:
     return "".join(blocks)
 
 
+def _diagnosis(cfg: RunConfig) -> str:
+    path = Path(cfg.out) / "diagnosis.json"
+    if not path.is_file():
+        return "<p>No shift diagnosis: run with <code>fed.secure_stats=true</code>.</p>"
+    from fedshift.report.diagnosis_report import verdict_table
+
+    return (
+        verdict_table(json.loads(path.read_text()))
+        + "<p>Histograms and embedding projections per site: "
+        "<a href='diagnosis.html'>diagnosis.html</a>.</p>"
+    )
+
+
 def write_run_report(cfg: RunConfig, state: RunState) -> Path:
     out = Path(cfg.out) / "report.html"
     body = f"""<!doctype html><html><head><meta charset="utf-8"><title>FedShift run {html.escape(cfg.name)}</title>
@@ -112,6 +126,7 @@ their validation split); target sites on labelsTs only, with the mean threshold 
 <h2>Validation Dice per round</h2>{dice_plot(state.rounds) or "<p>(no per-round validation)</p>"}
 <h2>Final test metrics</h2>{final_table(state.final)}
 <h2>One prediction per site</h2>{_overlays(cfg)}
+<h2>Shift diagnosis</h2>{_diagnosis(cfg)}
 </body></html>"""
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(body)
