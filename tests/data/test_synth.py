@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fedshift.cli import main
-from fedshift.config import load_config
+from fedshift.config import find_preset, load_config
 from fedshift.data.layout import discover_site
 from fedshift.data.synth.config import SiteSpec, SynthConfig
 from fedshift.data.synth.federation import synth_case, write_federation
@@ -145,3 +145,48 @@ def test_refuses_non_empty_output(federation: Path) -> None:
 def test_cli_usage_error_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["synth", "--scenario", "nope", "--out", str(tmp_path / "x")]) == 2
     assert "unknown scenario" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("scenario", "expected"),
+    [
+        ("control", {"site0": [], "site1": [], "site2": [], "site3": [], "target": []}),
+        (
+            "acquisition",
+            {
+                "site0": [],
+                "site1": ["acquisition"],
+                "site2": ["acquisition"],
+                "site3": ["acquisition"],
+                "target": ["acquisition"],
+            },
+        ),
+        (
+            "population",
+            {
+                "site0": [],
+                "site1": ["population"],
+                "site2": ["population"],
+                "site3": ["population"],
+                "target": ["population"],
+            },
+        ),
+        (
+            "annotation",  # site0's extra raters leave its own labels unchanged
+            {
+                "site0": [],
+                "site1": ["annotation"],
+                "site2": ["annotation"],
+                "site3": ["annotation"],
+                "target": [],
+            },
+        ),
+    ],
+)
+def test_planted_shifts_of_the_scenarios(scenario: str, expected: dict[str, list[str]]) -> None:
+    cfg = load_config(SynthConfig, [find_preset(scenario, "scenarios")])
+    assert {name: spec.planted_shifts() for name, spec in cfg.sites.items()} == expected
+    assert SiteSpec(gamma=1.2, lesion_load=2.0, n_raters=3).planted_shifts() == [
+        "acquisition",
+        "population",
+    ]

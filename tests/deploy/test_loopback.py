@@ -1,6 +1,7 @@
 """A real deployment on loopback: `fedshift coordinator` (SuperLink, TLS, node auth), three
 enrolled `fedshift site` SuperNodes and one unenrolled, then one federated round of the
-real FedShift app through `flwr run`. Every process started is stopped."""
+real FedShift app through `flwr run`, with its secure statistics rounds (before round 1
+and after the last) and the shift diagnosis. Every process started is stopped."""
 
 from __future__ import annotations
 
@@ -12,20 +13,25 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from leaks import holds_sequence
 from omegaconf import OmegaConf
 
 from fedshift.cli import main
 from fedshift.data.synth.config import SiteSpec, SynthConfig
 from fedshift.data.synth.federation import write_federation
 from fedshift.deploy.processes import flower_env, free_port
+from fedshift.shift.stats import StatsLayout
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 ENROLLED = ("site0", "site1", "site2")
+INTENSITY = StatsLayout(16).fields()["intensity"]  # the default feat_dim
 RUN_CONFIG = (
     "fed.rounds=1 fed.min_sites=3 fed.node_wait_s=120 seg.train.local_steps=2 "
+    "fed.secure_stats=true fed.stats_samples=32 "
     "seg.train.batch_size=1 seg.eval.sw_batch_size=1 seg.train.patch_size='json:[16, 16, 16]' "
 )
 
@@ -158,6 +164,18 @@ def test_loopback_deployment(tmp_path: Path) -> None:
         for name in ENROLLED:  # the images stayed at the sites: only their work folders hold caches
             assert (tmp_path / "work" / name / "cache").is_dir()
         assert not (out / "sites").exists()
+        # secure statistics: two rounds over the three sites, a verdict for each
+        stats = metrics["federation"]["statistics"]
+        assert [s["after_round"] for s in stats] == [0, 1]
+        assert all(s["sites"] == sorted(ENROLLED) and not s["dropped"] for s in stats)
+        diagnosis = json.loads((out / "diagnosis.json").read_text())
+        assert set(diagnosis["sites"]) == set(ENROLLED)
+        coordinator_text = run.stdout + run.stderr + json.dumps(metrics) + json.dumps(diagnosis)
+        coordinator_text += (tmp_path / "coordinator.out").read_text()
+        for name in ENROLLED:  # each site's own statistics stayed in its work folder
+            with np.load(tmp_path / "work" / name / "shift" / "local.npz") as local:
+                counts = [c for c in local["vector"][INTENSITY] if c > 0]
+            assert len(counts) >= 5 and not holds_sequence(coordinator_text, counts), name
     finally:
         for proc in reversed(procs.values()):
             if proc.poll() is None:

@@ -38,6 +38,28 @@ class SiteSpec:
     ghosting_fraction: float = 0.0
     spike_fraction: float = 0.0
 
+    def planted_shifts(self) -> list[str]:
+        """The kinds of shift this site's settings plant, in the order acquisition,
+        population, annotation. Quality problems (ghosting, spikes) are per-case artefacts,
+        not a shift; extra raters leave the site's own labels unchanged."""
+        acquisition = (
+            self.gamma != 1.0
+            or self.bias_field > 0
+            or self.noise > 0
+            or self.blur_mm > 0
+            or self.slice_thickness_mm > 0
+            or self.scale != 1.0
+            or self.offset != 0.0
+        )
+        population = self.lesion_load != 1.0 or self.lesion_size != 1.0
+        annotation = self.rater_dilation != 0 or self.missed_below_mm3 > 0
+        kinds = zip(
+            ("acquisition", "population", "annotation"),
+            (acquisition, population, annotation),
+            strict=True,
+        )
+        return [name for name, planted in kinds if planted]
+
 
 @dataclass
 class SynthConfig:
