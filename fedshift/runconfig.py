@@ -21,7 +21,9 @@ from fedshift.shift.secagg.config import SecAggConfig
 #: MIDaR readiness levels, best first
 LEVELS = ("A", "B", "C", "D")
 #: federated strategies (Flower's) and the baselines run outside Flower
-FEDERATED = ("fedavg", "fedprox")
+FEDERATED = ("fedavg", "fedprox", "moments", "fedshift")
+#: federated strategies that align embeddings to the reference (they need secure statistics)
+ALIGNED = ("moments", "fedshift")
 BASELINES = ("local", "centralized")
 
 _JSON = "json:"
@@ -48,7 +50,7 @@ class DataConfig:
 class FedConfig:
     """The federation: strategy, rounds, gates and timeouts."""
 
-    strategy: str = "fedavg"  # fedavg | fedprox | local | centralized
+    strategy: str = "fedavg"  # fedavg | fedprox | moments | fedshift | local | centralized
     rounds: int = 5
     proximal_mu: float = 0.01  # fedprox only
     train_level: str = "A"  # sites below this level train no model (they still evaluate)
@@ -111,6 +113,11 @@ class RunConfig:
             raise ConfigError(f"fed.proximal_mu must be >= 0, got {self.fed.proximal_mu}")
         if self.fed.stats_samples < 1:
             raise ConfigError(f"fed.stats_samples must be >= 1, got {self.fed.stats_samples}")
+        if self.fed.strategy in ALIGNED and not self.fed.secure_stats:
+            raise ConfigError(
+                f"fed.strategy={self.fed.strategy} aligns to the federation's reference and "
+                "needs fed.secure_stats=true"
+            )
         if self.fed.align_intensity and not self.fed.secure_stats:
             raise ConfigError(
                 "fed.align_intensity=true needs fed.secure_stats=true: the map is fitted to "

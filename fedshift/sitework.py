@@ -26,10 +26,11 @@ import numpy as np
 from fedshift.data.layout import SiteLayout, discover_site, site_items
 from fedshift.data.nifti import read_volume
 from fedshift.model import evaluate as ev
+from fedshift.model.aligned import METHODS, AlignedTrainer
 from fedshift.model.config import SegConfig
 from fedshift.model.data import derive_seed, split_train_val
 from fedshift.model.device import choose_device
-from fedshift.model.network import build_network, set_weights
+from fedshift.model.network import build_network, fold_affine_into_head, set_weights
 from fedshift.model.preprocess import PreprocessCache
 from fedshift.model.trainer import SiteTrainer
 from fedshift.readiness.runner import run_readiness, usable_cases
@@ -37,10 +38,12 @@ from fedshift.report.mosaic import label_center, render_mosaic
 from fedshift.report.png import write_png
 from fedshift.runconfig import RunConfig
 from fedshift.shift.diagnosis import SiteIndicators, measure
+from fedshift.shift.distances import AffineMap, bures_map
 from fedshift.shift.intensity import IntensityMap, quantile_map
 from fedshift.shift.reference import Reference
 from fedshift.shift.site_files import ShiftFolder
 from fedshift.shift.site_stats import LocalStatistics, site_statistics
+from fedshift.shift.stats import gaussian_from
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +89,9 @@ class SiteWorker:
     align_intensity : map brain intensities onto the federation's histogram after
         preprocessing, with the map fitted when the reference arrives
         (:meth:`receive_reference`); until then, standard preprocessing only.
+    alignment : ``None``, ``"jdot"`` or ``"moments"``: train with that alignment term
+        against the latest reference (:class:`~fedshift.model.aligned.AlignedTrainer`);
+        a site without labels then trains too, on that term alone.
     """
 
     def __init__(
@@ -96,12 +102,14 @@ class SiteWorker:
         seed: int = 0,
         cache_dir: str | Path | None = None,
         align_intensity: bool = False,
+        alignment: str | None = None,
     ) -> None:
         self.layout = discover_site(data_dir)
         self.name = self.layout.name
         self.work_dir = Path(work_dir)
         self.cache_dir = Path(cache_dir) if cache_dir else self.work_dir / "cache"
         self.align_intensity = align_intensity
+        self.alignment = alignment
         self.shift = ShiftFolder(self.work_dir)
         self.seed = derive_seed(seed, zlib.crc32(self.name.encode()))
         self.seg = replace(seg, train=replace(seg.train, seed=self.seed))
@@ -160,8 +168,24 @@ class SiteWorker:
 
     def trainer(self) -> SiteTrainer:
         train, val, _ = self.splits()
-        return SiteTrainer(
-            self.seg, train, val, cache_dir=self.cache_dir, intensity_map=self.intensity_map()
+        if self.alignment is None:
+            return SiteTrainer(
+                self.seg, train, val, cache_dir=self.cache_dir, intensity_map=self.intensity_map()
+            )
+        reference = self.shift.load_reference()
+        if reference is None:
+            raise RuntimeError(
+                f"site {self.name}: {self.alignment} alignment needs the federation's "
+                "reference, and none has arrived (run with fed.secure_stats=true)"
+            )
+        return AlignedTrainer(
+            self.seg,
+            train if self.layout.has_train_labels else self.unlabelled_items(),
+            val,
+            cache_dir=self.cache_dir,
+            reference=reference,
+            method=self.alignment,
+            intensity_map=self.intensity_map(),
         )
 
     # -- federated calls ------------------------------------------------------------
@@ -172,7 +196,7 @@ class SiteWorker:
         """One round of local training from the global ``weights``."""
         trainer = self.trainer()
         if trainer.num_train_cases == 0:
-            raise RuntimeError(f"site {self.name} has no usable labelled training case")
+            raise RuntimeError(f"site {self.name} has no usable training case")
         result = trainer.train(
             global_weights=weights, proximal_mu=proximal_mu, round_index=server_round
         )
@@ -193,20 +217,29 @@ class SiteWorker:
         return TrainOutcome(trainer.get_weights(), result.num_examples, metrics)
 
     def evaluate(
-        self, weights: list[np.ndarray], split: str, threshold: float | None = None
+        self,
+        weights: list[np.ndarray],
+        split: str,
+        threshold: float | None = None,
+        bures: bool = False,
     ) -> dict[str, float]:
         """Metrics of the global model on this site.
 
         ``split="val"``: tunes the decision threshold on the validation cases and reports
         their metrics (labelled sites). ``split="test"``: the held-out test split
         (labelsTs), with the threshold tuned on validation, or ``threshold`` when the site
-        has no validation labels (a target site).
+        has no validation labels (a target site). ``bures``: the head sees the site's
+        embeddings through the Bures-Wasserstein map of their Gaussian onto the reference's
+        (:meth:`bures_map`), training-free alignment at inference.
         """
         start = time.perf_counter()
         _, val, test = self.splits()
         device = choose_device(self.seg.train.device)
         model = build_network(self.seg.model, seed=self.seed).to(device)
         set_weights(model, weights)
+        if bures:
+            mapping = self.bures_map()
+            fold_affine_into_head(model, mapping.A, mapping.b)
         cache = self.cache()
         # each volume is predicted once: validation for the threshold (and its metrics)
         val_pred = ev.predict_labelled(model, val, cache, self.seg, device)
@@ -262,6 +295,23 @@ class SiteWorker:
         self.shift.save_local(local, round_id)
         return local
 
+    def bures_map(self) -> AffineMap:
+        """The Bures-Wasserstein map of this site's embedding Gaussian (background, or all
+        voxels without labels; from its latest statistics) onto the reference's background
+        Gaussian."""
+        reference = self.shift.load_reference()
+        if reference is None:
+            raise RuntimeError(f"site {self.name}: no reference has arrived for a Bures map")
+        target = reference.gaussians.get("background", reference.gaussians.get("all"))
+        local = self.shift.load_local()
+        own = local.stats.embeddings["background"]
+        if own.n < 2:
+            own = local.stats.embeddings["all"]
+        if target is None or own.n < 2:
+            raise RuntimeError(f"site {self.name}: too few embeddings for a Bures map")
+        mean, cov = gaussian_from(own)
+        return bures_map(mean, cov, target.mean, target.cov)
+
     def receive_reference(self, reference: Reference, round_id: str = "") -> SiteIndicators:
         """The federation's reference in; this site's shift indicators (scalars) out.
 
@@ -309,15 +359,12 @@ def site_worker(
     ``data.cache_dir/<site>``, shared across runs; with one (a hospital's SuperNode) both
     live in ``work_dir``."""
     name = Path(data_dir).resolve().name
-    align = cfg.fed.align_intensity
+    options = {
+        "seed": cfg.seed,
+        "align_intensity": cfg.fed.align_intensity,
+        "alignment": METHODS.get(cfg.fed.strategy),
+    }
     if work_dir is not None:
-        return SiteWorker(data_dir, work_dir, cfg.seg, seed=cfg.seed, align_intensity=align)
+        return SiteWorker(data_dir, work_dir, cfg.seg, **options)
     cache = Path(cfg.data.cache_dir) / name if cfg.data.cache_dir else None
-    return SiteWorker(
-        data_dir,
-        Path(cfg.out) / "sites" / name,
-        cfg.seg,
-        seed=cfg.seed,
-        cache_dir=cache,
-        align_intensity=align,
-    )
+    return SiteWorker(data_dir, Path(cfg.out) / "sites" / name, cfg.seg, cache_dir=cache, **options)

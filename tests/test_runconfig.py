@@ -34,8 +34,25 @@ def test_pyproject_flower_config_matches_default_yaml() -> None:
 
 
 def test_unknown_strategy_lists_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="fedavg, fedprox, local, centralized"):
+    with pytest.raises(ConfigError, match="fedavg, fedprox, moments, fedshift, local, centralized"):
         load_config(RunConfig, [], ["fed.strategy=fedmagic"])
+
+
+def test_aligned_strategies_need_secure_statistics() -> None:
+    with pytest.raises(ConfigError, match="secure_stats"):
+        load_config(RunConfig, [], ["fed.strategy=fedshift"])
+    with pytest.raises(ConfigError, match="secure_stats"):
+        load_config(RunConfig, [], ["fed.align_intensity=true"])
+    with pytest.raises(ConfigError, match="federated runs"):
+        load_config(
+            RunConfig,
+            [],
+            ["fed.strategy=local", "fed.align_intensity=true", "fed.secure_stats=true"],
+        )
+    with pytest.raises(ConfigError, match="seg.align.solver"):
+        load_config(RunConfig, [], ["seg.align.solver=magic"])
+    cfg = load_config(RunConfig, [], ["fed.strategy=fedshift", "fed.secure_stats=true"])
+    assert cfg.seg.align.solver == "emd"
 
 
 def test_unknown_key_named() -> None:

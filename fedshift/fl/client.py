@@ -100,6 +100,7 @@ def handle_evaluate(
         from_arrays(msg.content.array_records[keys.ARRAYS]),
         split=str(config.get(keys.SPLIT, "val")),
         threshold=threshold,
+        bures=bool(config.get(keys.BURES, False)),
     )
     n_cases = int(metrics.pop("n_cases", 0))
     content = RecordDict(

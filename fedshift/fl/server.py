@@ -29,7 +29,7 @@ from fedshift.fl import keys
 from fedshift.fl.records import from_arrays, reply_metrics, reply_site, to_arrays
 from fedshift.fl.secure_rounds import federation_round
 from fedshift.model.network import build_network, get_weights
-from fedshift.runconfig import RunConfig, level_at_least
+from fedshift.runconfig import ALIGNED, RunConfig, level_at_least
 from fedshift.runstate import RunFolder, RunState
 
 log = logging.getLogger("fedshift.coordinator")
@@ -51,10 +51,14 @@ def _fedprox(cfg: RunConfig, n: int) -> Strategy:
     )
 
 
-#: strategy name -> factory(cfg, number of training sites); Flower's own strategies
+#: strategy name -> factory(cfg, number of training sites); Flower's own strategies. The
+#: aligned ones aggregate as FedAvg: their difference is the sites' loss (an alignment term
+#: against the reference, :mod:`fedshift.model.aligned`) and that unlabelled sites train.
 STRATEGIES: dict[str, Callable[[RunConfig, int], Strategy]] = {
     "fedavg": _fedavg,
     "fedprox": _fedprox,
+    "moments": _fedavg,
+    "fedshift": _fedavg,
 }
 
 
@@ -147,11 +151,12 @@ def evaluate_round(
     split: str,
     threshold: float | None,
     timeout_s: float,
+    bures: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Evaluate the global model on every site; returns site -> metrics."""
     msgs = []
     for node, info in sorted(sites.items(), key=lambda kv: kv[1].name):
-        config = ConfigRecord({keys.SPLIT: split, keys.SERVER_ROUND: 0})
+        config = ConfigRecord({keys.SPLIT: split, keys.SERVER_ROUND: 0, keys.BURES: bures})
         if threshold is not None and not info.labelled:
             config[keys.THRESHOLD] = float(threshold)
         msgs.append(
@@ -224,6 +229,8 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
     trainers = {
         n for n, s in sites.items() if s.labelled and level_at_least(s.level, cfg.fed.train_level)
     }
+    if cfg.fed.strategy in ALIGNED:  # unlabelled sites adapt on the alignment term alone
+        trainers |= {n for n, s in sites.items() if not s.labelled and level_at_least(s.level, "B")}
     if not trainers:
         raise FedShiftError(f"no site reaches training level {cfg.fed.train_level}")
     state = (folder.load_checkpoint() if cfg.resume else None) or RunState()
@@ -243,7 +250,8 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
     strategy = make_strategy(cfg, len(trainers))
     state.strategy = {
         "name": cfg.fed.strategy,
-        "state": "stateless between rounds (FedAvg/FedProx)",
+        "state": "stateless between rounds (FedAvg aggregation; the reference is on disk)",
+        "trainers": sorted(sites[n].name for n in trainers),
     }
     first = state.last_round + 1
     for rnd in range(first, cfg.fed.rounds + 1):
@@ -285,6 +293,8 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
         federation_round(grid, sites, state, cfg)
     t_final = time.perf_counter()
     state.final = final_evaluation(grid, sites, state, cfg)
+    if cfg.fed.secure_stats:  # the same model, each site's Bures map before the head
+        state.final["bures"] = final_evaluation(grid, sites, state, cfg, bures=True)
     state.timing = {
         **state_timing,
         "final_evaluation_s": time.perf_counter() - t_final,
@@ -295,11 +305,14 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
 
 
 def final_evaluation(
-    grid: Grid, sites: dict[int, SiteInfo], state: RunState, cfg: RunConfig
+    grid: Grid, sites: dict[int, SiteInfo], state: RunState, cfg: RunConfig, bures: bool = False
 ) -> dict:
-    val = evaluate_round(grid, sites, state.weights, "val", None, cfg.fed.timeout_s)
+    """Test metrics of the final model; with ``bures``, each site applies its
+    Bures-Wasserstein map before the head (thresholds tuned likewise)."""
+    timeout = cfg.fed.timeout_s
+    val = evaluate_round(grid, sites, state.weights, "val", None, timeout, bures)
     threshold = mean_threshold(val)
-    test = evaluate_round(grid, sites, state.weights, "test", threshold, cfg.fed.timeout_s)
+    test = evaluate_round(grid, sites, state.weights, "test", threshold, timeout, bures)
     if not test:
         raise FedShiftError("final evaluation: no site replied; see the site errors above")
     labelled = {s.name for s in sites.values() if s.labelled}

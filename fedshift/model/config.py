@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fedshift.errors import ConfigError
+from fedshift.shift.jdot import JDOTConfig
 
 #: normalisation layers of the network, by config name (MONAI ``Norm`` factory arguments)
 NORMS: dict[str, tuple[str, dict[str, object]]] = {
@@ -229,10 +230,12 @@ class SegConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    align: JDOTConfig = field(default_factory=JDOTConfig)  # fed.strategy fedshift / moments
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad key."""
         self.model.validate()
+        self.align.validate()
         self.preprocess.validate()
         self.augment.validate()
         self.train.validate(self.model.divisor)

@@ -153,6 +153,33 @@ def train_dataset(
     )
 
 
+def unlabelled_dataset(
+    items: Sequence[dict[str, Any]], cfg: SegConfig, cache: PreprocessCache
+) -> CacheDataset:
+    """Cases without labels (a target site adapting): one patch per case centred on a
+    brain voxel, the same intensity augmentation; no label key."""
+    chain = load_transforms(cache, pad_to=cfg.train.patch_size) + [
+        RandCropByPosNegLabeld(
+            keys=[IMAGE_KEY, MASK_KEY],
+            label_key=MASK_KEY,
+            spatial_size=tuple(cfg.train.patch_size),
+            pos=1.0,
+            neg=0.0,
+            num_samples=1,
+        )
+    ]
+    augment = [t for t in augment_transforms(cfg.augment) if not isinstance(t, RandFlipd)]
+    if cfg.augment.flip_prob > 0:
+        augment += [
+            RandFlipd([IMAGE_KEY, MASK_KEY], prob=cfg.augment.flip_prob, spatial_axis=axis)
+            for axis in cfg.augment.flip_axes
+        ]
+    items = [{k: v for k, v in item.items() if k != LABEL_KEY} for item in items]
+    if not items:
+        raise UsageError("adaptation needs at least one usable image, got none")
+    return CacheDataset(items, transform=Compose(chain + augment), num_workers=0, progress=False)
+
+
 def eval_dataset(items: Sequence[dict[str, Any]], cache: PreprocessCache) -> Dataset:
     """Whole volumes for inference (preprocessing comes from the on-disk cache)."""
     return Dataset([dict(item) for item in items], transform=eval_transform(cache))

@@ -127,3 +127,20 @@ def set_weights(model: nn.Module, arrays: Sequence[np.ndarray]) -> None:
             "do the server and the site use the same model config?"
         )
     set_state(model, OrderedDict(zip(names, arrays, strict=True)))
+
+
+@torch.no_grad()
+def fold_affine_into_head(model: SegNet, A: np.ndarray, b: np.ndarray) -> None:
+    """Let the head see ``A g + b`` instead of ``g``, in place: ``W <- W A``,
+    ``c <- W b + c`` (the head is 1x1x1, so a per-voxel affine map of the embeddings folds
+    into it exactly). Used for the Bures-Wasserstein map at inference."""
+    f = model.f
+    w = f.weight.reshape(f.out_channels, -1).double()
+    A_t = torch.as_tensor(np.asarray(A), dtype=torch.float64, device=w.device)
+    b_t = torch.as_tensor(np.asarray(b), dtype=torch.float64, device=w.device)
+    if A_t.shape != (w.shape[1], w.shape[1]) or b_t.shape != (w.shape[1],):
+        raise ValueError(
+            f"map A {tuple(A_t.shape)}, b {tuple(b_t.shape)} do not fit {w.shape[1]} features"
+        )
+    f.bias.copy_((w @ b_t + f.bias.double()).to(f.bias.dtype))
+    f.weight.copy_((w @ A_t).reshape(f.weight.shape).to(f.weight.dtype))

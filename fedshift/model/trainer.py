@@ -107,7 +107,7 @@ class SiteTrainer:
         self.cache = PreprocessCache(cache_dir, cfg.preprocess, intensity_map)
         self.items_train = [dict(item) for item in items_train]
         self.items_val = [dict(item) for item in items_val]
-        self.dataset = train_dataset(self.items_train, cfg, self.cache)
+        self.dataset = self.build_dataset(self.items_train)
         self.model: SegNet = build_network(cfg.model, seed=self.seed).to(self.device)
         self.criterion = DiceCELoss(to_onehot_y=True, softmax=True)
         self.threshold = cfg.eval.threshold
@@ -119,6 +119,10 @@ class SiteTrainer:
         return len(self.dataset)
 
     # -- parts a subclass may override -------------------------------------------------
+
+    def build_dataset(self, items: Sequence[dict[str, Any]]) -> Any:
+        """The training dataset (labelled cases, lesion-balanced patches)."""
+        return train_dataset(items, self.cfg, self.cache)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         """AdamW over all parameters (``train.lr``, ``train.weight_decay``)."""

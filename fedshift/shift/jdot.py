@@ -98,7 +98,7 @@ def sample_reference(
     gaussians: Mapping[str, Gaussian],
     n: int,
     lesion_fraction: float,
-    generator: torch.Generator,
+    generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` reference embeddings and their classes (1 lesion, 0 background).
@@ -186,10 +186,11 @@ def jdot_loss(
 
 
 def sample_embeddings(
-    features: torch.Tensor, mask: torch.Tensor, n: int, generator: torch.Generator
+    features: torch.Tensor, mask: torch.Tensor, n: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Up to ``n`` embeddings (rows) of a batch (B, F, D, H, W) where ``mask`` (B, 1, ...)
-    is set, uniformly without replacement; keeps the gradient."""
+    is set, uniformly without replacement (``generator`` None: torch's global one); keeps
+    the gradient."""
     flat = features.permute(0, 2, 3, 4, 1).reshape(-1, features.shape[1])
     inside = torch.nonzero(mask.reshape(-1) > 0.5).squeeze(1)
     if inside.numel() == 0:

@@ -1,0 +1,95 @@
+"""Training with an alignment term against the federation's reference (``fed.strategy``
+``fedshift`` or ``moments``).
+
+:class:`AlignedTrainer` is a :class:`~fedshift.model.trainer.SiteTrainer` whose loss gains
+a term on the batch's embeddings: the JDOT cost to samples of the reference's
+class-conditional Gaussians (:mod:`fedshift.shift.jdot`) or the per-feature moment
+mismatch (:mod:`fedshift.shift.moments`). A site without labels (a target hospital)
+trains on that term alone, on brain-centred patches of its own images: unsupervised
+domain adaptation, and its update is averaged with everyone else's.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from fedshift.model.config import SegConfig
+from fedshift.model.data import LABEL_KEY, unlabelled_dataset
+from fedshift.model.preprocess import MASK_KEY
+from fedshift.model.trainer import SiteTrainer
+from fedshift.shift.intensity import IntensityMap
+from fedshift.shift.jdot import jdot_loss, sample_embeddings, sample_reference
+from fedshift.shift.moments import moment_loss
+from fedshift.shift.reference import Reference
+
+#: fed.strategy -> alignment term
+METHODS = {"fedshift": "jdot", "moments": "moments"}
+
+
+class AlignedTrainer(SiteTrainer):
+    """A site trainer with an alignment term.
+
+    Parameters
+    ----------
+    reference : the federation's reference (the latest broadcast)
+    method : ``"jdot"`` or ``"moments"``
+    (others as :class:`~fedshift.model.trainer.SiteTrainer`; ``items_train`` may be
+    unlabelled)
+    """
+
+    def __init__(
+        self,
+        cfg: SegConfig,
+        items_train: Sequence[dict[str, Any]],
+        items_val: Sequence[dict[str, Any]],
+        cache_dir: str | os.PathLike[str],
+        *,
+        reference: Reference,
+        method: str,
+        device: str | torch.device | None = None,
+        seed: int | None = None,
+        intensity_map: IntensityMap | None = None,
+    ) -> None:
+        if method not in ("jdot", "moments"):
+            raise ValueError(f"method must be 'jdot' or 'moments', got {method!r}")
+        background = reference.gaussians.get("background", reference.gaussians.get("all"))
+        if background is None:
+            raise ValueError("the reference holds no embedding Gaussian to align to")
+        self.reference, self.method, self.background = reference, method, background
+        self.labelled = any(LABEL_KEY in item for item in items_train)
+        self.last_mass = 0.0
+        super().__init__(
+            cfg, items_train, items_val, cache_dir, device, seed, intensity_map=intensity_map
+        )
+
+    def build_dataset(self, items: Sequence[dict[str, Any]]) -> Any:
+        if self.labelled:
+            return super().build_dataset(items)
+        return unlabelled_dataset(items, self.cfg, self.cache)
+
+    def alignment(self, batch: dict[str, Any], features: torch.Tensor) -> torch.Tensor:
+        """The alignment term of one batch (sampled embeddings inside the brain)."""
+        align = self.cfg.align
+        x = sample_embeddings(features, batch[MASK_KEY], align.n_voxels)
+        if self.method == "moments":
+            return moment_loss(x, self.background)
+        r, y = sample_reference(
+            self.reference.gaussians, align.n_reference, align.lesion_fraction, None, x.device
+        )
+        head = self.model.f
+        loss, self.last_mass = jdot_loss(
+            x, head.weight.reshape(head.out_channels, -1), head.bias, r, y, align
+        )
+        return loss
+
+    def loss(
+        self, batch: dict[str, Any], features: torch.Tensor, logits: torch.Tensor
+    ) -> torch.Tensor:
+        term = self.cfg.align.weight * self.alignment(batch, features)
+        if not self.labelled:
+            return term
+        return super().loss(batch, features, logits) + term

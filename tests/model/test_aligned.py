@@ -1,0 +1,90 @@
+"""Training with an alignment term: labelled and unlabelled sites train, the term is
+used, and the Bures map folds exactly into the 1x1x1 head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from mri_fixtures import make_site
+
+from fedshift.data.layout import discover_site, site_items
+from fedshift.model.aligned import AlignedTrainer
+from fedshift.model.config import ModelConfig, PreprocessConfig, SegConfig, TrainConfig
+from fedshift.model.network import build_network, fold_affine_into_head
+from fedshift.shift.jdot import JDOTConfig
+from fedshift.shift.reference import build_reference
+from fedshift.shift.stats import SiteStatistics, StatsLayout, embedding_stats
+
+CFG = SegConfig(
+    model=ModelConfig(channels=(4, 8, 16), strides=(2, 2), num_res_units=1, feat_dim=4),
+    preprocess=PreprocessConfig(n4_shrink=2, n4_iterations=(10,)),
+    train=TrainConfig(patch_size=(16, 16, 16), batch_size=1, local_steps=2, device="cpu"),
+    align=JDOTConfig(n_voxels=64, n_reference=64),
+)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0.5, 0.2, (200, 4)), rng.normal(1.5, 0.2, (50, 4))])
+    y = np.r_[np.zeros(200, int), np.ones(50, int)]
+    zero = SiteStatistics.zeros(StatsLayout(4))
+    stats = SiteStatistics(
+        **{**zero.__dict__, "embeddings": {**zero.embeddings, **embedding_stats(x, y)}}
+    )
+    return build_reference(stats)
+
+
+def _items(tmp: Path, labelled: bool) -> list[dict]:
+    site = make_site(tmp, n_cases=2, shape=(20, 20, 20), labelled=labelled, seed=1, name="s")
+    return site_items(discover_site(site), "train")
+
+
+@pytest.mark.parametrize("method", ["jdot", "moments"])
+def test_labelled_and_unlabelled_sites_train(tmp_path: Path, reference, method: str) -> None:
+    torch.set_num_threads(1)
+    for labelled in (True, False):
+        items = _items(tmp_path / str(labelled), labelled)
+        trainer = AlignedTrainer(
+            CFG, items, [], tmp_path / "cache", reference=reference, method=method, seed=0
+        )
+        assert trainer.labelled is labelled and trainer.num_train_cases == 2
+        before = [p.detach().clone() for p in trainer.model.parameters()]
+        result = trainer.train()
+        assert np.isfinite(result.loss) and result.steps == 2
+        assert any(
+            not torch.equal(a, b) for a, b in zip(before, trainer.model.parameters(), strict=True)
+        )
+        if method == "jdot":
+            assert trainer.last_mass == pytest.approx(1.0)
+
+
+def test_alignment_term_is_in_the_loss(tmp_path: Path, reference) -> None:
+    items = _items(tmp_path, True)
+    off = AlignedTrainer(
+        SegConfig(**{**CFG.__dict__, "align": JDOTConfig(weight=0.0, n_voxels=64, n_reference=64)}),
+        items, [], tmp_path / "cache", reference=reference, method="jdot", seed=0,
+    )  # fmt: skip
+    on = AlignedTrainer(
+        CFG, items, [], tmp_path / "cache", reference=reference, method="jdot", seed=0
+    )
+    assert on.train().loss > off.train().loss
+    with pytest.raises(ValueError, match="method"):
+        AlignedTrainer(CFG, items, [], tmp_path / "cache", reference=reference, method="x")
+
+
+def test_affine_map_folds_into_the_head() -> None:
+    model = build_network(CFG.model, seed=0).eval()
+    rng = np.random.default_rng(0)
+    A, b = rng.normal(size=(4, 4)), rng.normal(size=4)
+    g = torch.randn(1, 4, 3, 3, 3)
+    mapped = torch.einsum("ij,bjxyz->bixyz", torch.as_tensor(A, dtype=torch.float32), g)
+    mapped = mapped + torch.as_tensor(b, dtype=torch.float32)[None, :, None, None, None]
+    expected = model.head(mapped)
+    fold_affine_into_head(model, A, b)
+    torch.testing.assert_close(model.head(g), expected, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="do not fit"):
+        fold_affine_into_head(model, np.eye(3), np.zeros(3))
