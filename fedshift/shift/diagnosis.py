@@ -23,7 +23,7 @@ similarity falls below ``DiagnosisConfig.threshold``; the rule is
 
 A changed scanner also changes what the model predicts, so population and annotation are
 only attributed when the images look alike; the evidence then says what was left
-unattributed. The distances the issue of record asks for (1-D Wasserstein distance of the
+unattributed. The classic distances (1-D Wasserstein distance of the
 brain-intensity histogram, Bures-Wasserstein distance of the embeddings, lesion-load
 histogram distance, Dice and signed volume bias against the global model) are reported
 alongside, for the report; they compare a site with a reference that contains the site
