@@ -6,7 +6,8 @@ checkpoint + metrics.json. After the last round: evaluate on every site's test s
 (target sites included, on their labelsTs). With ``fed.secure_stats``, a secure statistics
 round (:mod:`fedshift.fl.secure_rounds`) runs before round 1 (the reference that intensity
 alignment needs) and after the last round (the shift diagnosis of the final model), and
-between rounds with ``fed.stats_every_round``. Flower has no checkpoint/resume of its own:
+between rounds with ``fed.stats_every_round`` or an aligned strategy (``fedshift``,
+``moments``). Flower has no checkpoint/resume of its own:
 ``resume=true`` continues after the last checkpointed round.
 """
 
@@ -255,8 +256,11 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
     }
     first = state.last_round + 1
     for rnd in range(first, cfg.fed.rounds + 1):
-        if cfg.fed.secure_stats and (rnd == first or cfg.fed.stats_every_round):
-            federation_round(grid, sites, state, cfg)  # secure stats, reference, diagnosis
+        # secure stats -> reference -> diagnosis; an aligned strategy refreshes its
+        # reference every round, so that it describes the current model's embeddings
+        refresh = cfg.fed.stats_every_round or cfg.fed.strategy in ALIGNED
+        if cfg.fed.secure_stats and (rnd == first or refresh):
+            federation_round(grid, sites, state, cfg)
         t0 = time.perf_counter()
         state.weights, train_metrics = train_round(
             grid, strategy, rnd, state.weights, trainers, cfg
