@@ -7,8 +7,8 @@ target.
     python simulations/bench_adaptation.py --sites DIR DIR DIR --target DIR --out runs/mine
     python simulations/bench_adaptation.py -- fed.rounds=8 seg.train.local_steps=40
 
-Methods (one run folder each, OUT/<run>/seed<k>; a run whose metrics.json exists is
-reused, so an interrupted benchmark continues):
+Methods (one run folder each, OUT/<run>/seed<k>; a run that reached its final evaluation
+is reused, so an interrupted benchmark continues):
 
     local, centralized            baselines outside Flower (fedshift/baselines.py)
     fedavg, fedprox               Flower's strategies, standard preprocessing
@@ -70,9 +70,15 @@ METHODS: dict[str, tuple[str, str]] = {
 NOT_IMPLEMENTED = ("centralized_jdot",)
 
 
+def finished(folder: Path) -> bool:
+    """A run that got to its final evaluation (metrics.json is also written every round)."""
+    path = folder / "metrics.json"
+    return path.is_file() and bool(json.loads(path.read_text()).get("final"))
+
+
 def run_once(run: str, seed: int, out: Path, data: list[str], extra: list[str]) -> Path:
     folder = out / run / f"seed{seed}"
-    if (folder / "metrics.json").is_file():
+    if finished(folder):
         print(f"{run} seed {seed}: reusing {folder}", flush=True)
         return folder
     overrides = [*RUNS[run], f"seed={seed}", f"out={folder}", *data, *extra]
@@ -196,7 +202,7 @@ def main() -> None:
             args.out.mkdir(parents=True, exist_ok=True)
             (args.out / "benchmark.json").write_text(json.dumps(result, indent=1))
         plain, aligned = (args.out / r / f"seed{seed}" for r in ("fedavg", "fedshift"))
-        if (plain / "metrics.json").is_file() and (aligned / "metrics.json").is_file():
+        if finished(plain) and finished(aligned):
             labelled = set(json.loads((plain / "metrics.json").read_text())["final"]["sites"])
             costs.append(seconds_per_step(aligned, labelled) / seconds_per_step(plain, labelled))
     text = markdown(result, args.seeds)

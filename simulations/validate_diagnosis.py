@@ -1,7 +1,7 @@
 """Does the shift diagnosis name what the synthetic scenarios plant?
 
 For each scenario: a real federated simulation with secure statistics (skipped when
-OUT/<scenario>/diagnosis.json exists), then each site's verdict (diagnosis.json, what
+OUT/<scenario> already holds a finished run), then each site's verdict (diagnosis.json, what
 the coordinator wrote) against the kinds of shift its settings plant (truth.json of the
 generated data, :meth:`fedshift.data.synth.config.SiteSpec.planted_shifts`).
 
@@ -34,7 +34,8 @@ FAMILIES = ("acquisition", "population", "annotation")
 
 def run_scenario(scenario: str, out: Path, overrides: list[str]) -> float:
     """Run the simulation unless its diagnosis exists; returns seconds spent."""
-    if (out / "diagnosis.json").is_file():
+    metrics = out / "metrics.json"
+    if metrics.is_file() and json.loads(metrics.read_text()).get("final"):
         print(f"{scenario}: reusing {out}", flush=True)
         return 0.0
     cmd = [
