@@ -127,3 +127,15 @@ def test_diagnosis_report_draws_every_site(federation, tmp_path: Path) -> None:
     assert own.read_text().count("<svg") == 3
     with pytest.raises(FileNotFoundError, match="secure_stats"):
         write_diagnosis_report(tmp_path)
+
+
+def test_diagnose_command(federation, tmp_path: Path) -> None:
+    from fedshift.cli import main
+
+    run, workers, _, _, indicators = federation
+    body = {"after_round": 0, "sites": {n: {"shift": [], "indicators": {}} for n in indicators}}
+    (run / "diagnosis.json").write_text(json.dumps(body))
+    out = tmp_path / "d.html"
+    assert main(["diagnose", str(run), "--out", str(out)]) == 0 and out.is_file()
+    assert main(["diagnose", str(tmp_path / "nowhere")]) == 2
+    assert main(["diagnose", str(run), "--site-work", str(tmp_path)]) == 2  # no shift/ there
