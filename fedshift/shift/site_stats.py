@@ -41,6 +41,7 @@ from fedshift.model.network import SegNet
 from fedshift.model.preprocess import PreprocessCache
 from fedshift.shift import descriptors as desc
 from fedshift.shift.diagnosis import signed_volume_bias
+from fedshift.shift.intensity import apply as apply_intensity_map
 from fedshift.shift.secagg.config import SecAggConfig
 from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics, sample_voxels
 
@@ -194,7 +195,9 @@ def site_statistics(
     kept_labels: list[np.ndarray] = []
     for item in sorted(items, key=lambda i: str(i["case"])):
         pre = cache.get(item["image"], aligned=False)
-        seen = pre.image if cache.intensity_map is None else cache.get(item["image"]).image
+        seen = pre.image  # what the model sees: mapped in memory, not loaded again
+        if cache.intensity_map is not None:
+            seen = apply_intensity_map(cache.intensity_map, pre.image, pre.mask).astype(np.float32)
         label = _label(item, pre.image.shape)
         feats, prob = case_features(model, seen, cfg, device)
         rng = np.random.default_rng(derive_seed(seed, zlib.crc32(str(item["case"]).encode())))
