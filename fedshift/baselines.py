@@ -5,6 +5,9 @@
   and the mean is reported.
 - ``centralized``: all labelled training data pooled in one place (an upper bound that no
   hospital could run), with the same total number of optimiser steps as the federation.
+- ``centralized_jdot``: the same pooled training plus DeepJDOT towards the unlabelled
+  target's images (:mod:`fedshift.model.pooled_jdot`): OT alignment against real source
+  embeddings, where FedShift only has Gaussians from secure sums.
 
 Both write the same run folder and ``metrics.json`` contract as a federated run, and use
 :class:`fedshift.sitework.SiteWorker` for data, training and evaluation, so every method
@@ -19,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fedshift.errors import UsageError
+from fedshift.model.pooled_jdot import PooledJDOTTrainer
 from fedshift.model.trainer import SiteTrainer
 from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunFolder, RunState
@@ -77,23 +82,45 @@ def run_local(cfg: RunConfig) -> RunState:
     return state
 
 
-def run_centralized(cfg: RunConfig) -> RunState:
-    workers = _workers(cfg)
+def _pooled_trainer(cfg: RunConfig, workers: list[SiteWorker]) -> SiteTrainer:
+    """One trainer over every labelled site's training cases (``centralized_jdot``: with
+    the unlabelled targets' images for the DeepJDOT term)."""
     labelled = [w for w in workers if w.layout.has_train_labels]
+    if not labelled:
+        raise UsageError(f"fed.strategy={cfg.fed.strategy} needs at least one labelled site")
     train, val = [], []
     for w in labelled:
         t, v, _ = w.splits()
         train += t
         val += v
-    seg = labelled[0].seg if labelled else cfg.seg
-    trainer = SiteTrainer(seg, train, val, cache_dir=Path(cfg.out) / "centralized" / "cache")
-    steps = cfg.seg.train.local_steps * len(labelled)  # the federation's total steps per round
-    state = RunState(strategy={"name": "centralized"})
+    seg, cache = labelled[0].seg, Path(cfg.out) / "centralized" / "cache"
+    if cfg.fed.strategy != "centralized_jdot":
+        return SiteTrainer(seg, train, val, cache_dir=cache)
+    targets = [w for w in workers if not w.layout.has_train_labels]
+    if not targets:
+        raise UsageError("fed.strategy=centralized_jdot needs an unlabelled target site")
+    return PooledJDOTTrainer(
+        seg,
+        train,
+        val,
+        cache,
+        target_items=[i for w in targets for i in w.unlabelled_items()],
+        target_cache_dir=Path(cfg.out) / "centralized" / "target-cache",
+    )
+
+
+def run_centralized(cfg: RunConfig) -> RunState:
+    workers = _workers(cfg)
+    trainer = _pooled_trainer(cfg, workers)
+    n_labelled = sum(w.layout.has_train_labels for w in workers)
+    steps = cfg.seg.train.local_steps * n_labelled  # the federation's total steps per round
+    state = RunState(strategy={"name": cfg.fed.strategy})
     for rnd in range(1, cfg.fed.rounds + 1):
         t0 = time.perf_counter()
         result = trainer.train(num_steps=steps, round_index=rnd)
         log.info(
-            "centralized round %d/%d: loss %.4f (%d steps, %.1f s)",
+            "%s round %d/%d: loss %.4f (%d steps, %.1f s)",
+            cfg.fed.strategy,
             rnd,
             cfg.fed.rounds,
             result.loss,
@@ -107,7 +134,11 @@ def run_centralized(cfg: RunConfig) -> RunState:
     return state
 
 
-BASELINE_RUNNERS = {"local": run_local, "centralized": run_centralized}
+BASELINE_RUNNERS = {
+    "local": run_local,
+    "centralized": run_centralized,
+    "centralized_jdot": run_centralized,
+}
 
 
 def run_baseline(cfg: RunConfig) -> RunState:

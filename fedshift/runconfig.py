@@ -24,7 +24,7 @@ LEVELS = ("A", "B", "C", "D")
 FEDERATED = ("fedavg", "fedprox", "moments", "fedshift")
 #: federated strategies that align embeddings to the reference (they need secure statistics)
 ALIGNED = ("moments", "fedshift")
-BASELINES = ("local", "centralized")
+BASELINES = ("local", "centralized", "centralized_jdot")
 
 _JSON = "json:"
 
@@ -50,7 +50,7 @@ class DataConfig:
 class FedConfig:
     """The federation: strategy, rounds, gates and timeouts."""
 
-    strategy: str = "fedavg"  # fedavg | fedprox | moments | fedshift | local | centralized
+    strategy: str = "fedavg"  # fedavg | fedprox | moments | fedshift | local | centralized[_jdot]
     rounds: int = 5
     proximal_mu: float = 0.01  # fedprox only
     train_level: str = "A"  # sites below this level train no model (they still evaluate)

@@ -166,7 +166,9 @@ class SiteWorker:
         """The preprocessing every model input goes through (intensity-mapped when on)."""
         return PreprocessCache(self.cache_dir, self.seg.preprocess, self.intensity_map())
 
-    def trainer(self) -> SiteTrainer:
+    def trainer(self, threshold: float | None = None) -> SiteTrainer:
+        """This site's trainer; ``threshold``: the federation's decision threshold, with
+        which a site without labels reads lesion labels off the model (alignment only)."""
         train, val, _ = self.splits()
         if self.alignment is None:
             return SiteTrainer(
@@ -186,15 +188,21 @@ class SiteWorker:
             reference=reference,
             method=self.alignment,
             intensity_map=self.intensity_map(),
+            threshold=0.5 if threshold is None else threshold,
         )
 
     # -- federated calls ------------------------------------------------------------
 
     def train(
-        self, weights: list[np.ndarray], server_round: int, proximal_mu: float = 0.0
+        self,
+        weights: list[np.ndarray],
+        server_round: int,
+        proximal_mu: float = 0.0,
+        threshold: float | None = None,
     ) -> TrainOutcome:
-        """One round of local training from the global ``weights``."""
-        trainer = self.trainer()
+        """One round of local training from the global ``weights`` (``threshold``: see
+        :meth:`trainer`)."""
+        trainer = self.trainer(threshold)
         if trainer.num_train_cases == 0:
             raise RuntimeError(f"site {self.name} has no usable training case")
         result = trainer.train(

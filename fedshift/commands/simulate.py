@@ -9,6 +9,7 @@ Examples:
   fedshift simulate fed.strategy=fedprox fed.rounds=8 out=runs/fedprox
   fedshift simulate data.sites=[/data/hospA,/data/hospB,/data/hospC] data.target=[/data/hospD]
   fedshift simulate fed.strategy=centralized     # pooled-data upper bound (not federated)
+  fedshift simulate fed.strategy=centralized_jdot  # pooled data + DeepJDOT to the target
   fedshift simulate resume=true                  # continue after the last checkpoint
 """
 

@@ -79,6 +79,7 @@ def handle_train(
         from_arrays(msg.content.array_records[keys.ARRAYS]),
         server_round=int(config[keys.SERVER_ROUND]),
         proximal_mu=float(config.get(keys.PROXIMAL_MU, 0.0)),
+        threshold=float(config[keys.THRESHOLD]) if keys.THRESHOLD in config else None,
     )
     content = RecordDict(
         {

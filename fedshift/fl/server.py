@@ -183,6 +183,18 @@ def mean_threshold(site_metrics: dict[str, dict[str, float]]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
+def last_threshold(state: RunState) -> float | None:
+    """The threshold of the last finished round's validation (a resumed run goes on with
+    it), ``None`` before the first."""
+    if not state.rounds:
+        return None
+    val = {
+        site: {k.removeprefix("val_"): v for k, v in m.items() if k.startswith("val_")}
+        for site, m in state.rounds[-1]["sites"].items()
+    }
+    return mean_threshold(val)
+
+
 def train_round(
     grid: Grid,
     strategy: Strategy,
@@ -190,11 +202,16 @@ def train_round(
     weights: list[np.ndarray],
     trainers: set[int],
     cfg: RunConfig,
+    threshold: float | None = None,
 ) -> tuple[list[np.ndarray], dict[str, dict[str, float]]]:
-    """One Flower training round restricted to the sites that passed the readiness gate."""
+    """One Flower training round restricted to the sites that passed the readiness gate.
+
+    ``threshold``: the decision threshold the labelled sites tuned in the previous round;
+    a site without labels reads its own lesion labels off the model with it."""
+    config = ConfigRecord({} if threshold is None else {keys.THRESHOLD: float(threshold)})
     messages = [
         m
-        for m in strategy.configure_train(rnd, to_arrays(weights), ConfigRecord({}), grid)
+        for m in strategy.configure_train(rnd, to_arrays(weights), config, grid)
         if m.metadata.dst_node_id in trainers
     ]
     replies = _by_site(_send(grid, messages, cfg.fed.timeout_s, f"train round {rnd}"))
@@ -255,6 +272,7 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
         "trainers": sorted(sites[n].name for n in trainers),
     }
     first = state.last_round + 1
+    threshold = last_threshold(state)
     for rnd in range(first, cfg.fed.rounds + 1):
         # secure stats -> reference -> diagnosis; an aligned strategy refreshes its
         # reference every round, so that it describes the current model's embeddings
@@ -263,10 +281,11 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
             federation_round(grid, sites, state, cfg)
         t0 = time.perf_counter()
         state.weights, train_metrics = train_round(
-            grid, strategy, rnd, state.weights, trainers, cfg
+            grid, strategy, rnd, state.weights, trainers, cfg, threshold
         )
         t1 = time.perf_counter()
         val = evaluate_round(grid, sites, state.weights, "val", None, cfg.fed.timeout_s)
+        threshold = mean_threshold(val)
         per_site = {
             name: {
                 **{f"val_{k}": v for k, v in val.get(name, {}).items()},

@@ -22,7 +22,13 @@ from fedshift.model.data import LABEL_KEY, unlabelled_dataset
 from fedshift.model.preprocess import MASK_KEY
 from fedshift.model.trainer import SiteTrainer
 from fedshift.shift.intensity import IntensityMap
-from fedshift.shift.jdot import jdot_loss, sample_embeddings, sample_reference
+from fedshift.shift.jdot import (
+    jdot_loss,
+    matched_lesion_count,
+    sample_by_class,
+    sample_embeddings,
+    sample_reference,
+)
 from fedshift.shift.moments import moment_loss
 from fedshift.shift.reference import Reference
 
@@ -37,6 +43,10 @@ class AlignedTrainer(SiteTrainer):
     ----------
     reference : the federation's reference (the latest broadcast)
     method : ``"jdot"`` or ``"moments"``
+    threshold : lesion-probability threshold of the model's own labels on a site without
+        labels: the decision threshold the federation tuned (the one its evaluation uses);
+        0.5 reads them off a model tuned elsewhere (docs/jdot-offline.md: seed 1's federation
+        tuned 0.26, and self-training at 0.5 erased the target's lesions, Dice 0.34 -> 0.04)
     (others as :class:`~fedshift.model.trainer.SiteTrainer`; ``items_train`` may be
     unlabelled)
     """
@@ -53,6 +63,7 @@ class AlignedTrainer(SiteTrainer):
         device: str | torch.device | None = None,
         seed: int | None = None,
         intensity_map: IntensityMap | None = None,
+        threshold: float = 0.5,
     ) -> None:
         if method not in ("jdot", "moments"):
             raise ValueError(f"method must be 'jdot' or 'moments', got {method!r}")
@@ -62,23 +73,46 @@ class AlignedTrainer(SiteTrainer):
         self.reference, self.method, self.background = reference, method, background
         self.labelled = any(LABEL_KEY in item for item in items_train)
         self.last_mass = 0.0
+        self.label_threshold = float(threshold)
         super().__init__(
             cfg, items_train, items_val, cache_dir, device, seed, intensity_map=intensity_map
         )
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        """AdamW; at ``seg.align.unlabelled_lr_scale`` times the rate without labels."""
+        optimizer = super().make_optimizer()
+        if not self.labelled:
+            for group in optimizer.param_groups:
+                group["lr"] *= self.cfg.align.unlabelled_lr_scale
+        return optimizer
 
     def build_dataset(self, items: Sequence[dict[str, Any]]) -> Any:
         if self.labelled:
             return super().build_dataset(items)
         return unlabelled_dataset(items, self.cfg, self.cache)
 
-    def alignment(self, batch: dict[str, Any], features: torch.Tensor) -> torch.Tensor:
-        """The alignment term of one batch (sampled embeddings inside the brain)."""
+    def alignment(
+        self, batch: dict[str, Any], features: torch.Tensor, logits: torch.Tensor
+    ) -> torch.Tensor:
+        """The alignment term of one batch (sampled embeddings inside the brain).
+
+        JDOT draws the batch's voxels per class (the site's labels; without labels, the
+        model's own prediction) and the reference with the same class mix."""
         align = self.cfg.align
-        x = sample_embeddings(features, batch[MASK_KEY], align.n_voxels)
         if self.method == "moments":
+            x = sample_embeddings(features, batch[MASK_KEY], align.n_voxels)
             return moment_loss(x, self.background)
+        if self.labelled:
+            classes = batch[LABEL_KEY]
+        else:
+            prob = torch.softmax(logits.detach(), dim=1)[:, 1:2]
+            classes = (prob >= self.label_threshold).float()
+        x, x_classes = sample_by_class(
+            features, classes, batch[MASK_KEY], align.n_voxels, align.lesion_fraction
+        )
+        n_lesion = matched_lesion_count(align.n_reference, x_classes)
         r, y = sample_reference(
-            self.reference.gaussians, align.n_reference, align.lesion_fraction, None, x.device
+            self.reference.gaussians, align.n_reference, n_lesion, None, x.device
         )
         head = self.model.f
         loss, self.last_mass = jdot_loss(
@@ -89,7 +123,7 @@ class AlignedTrainer(SiteTrainer):
     def loss(
         self, batch: dict[str, Any], features: torch.Tensor, logits: torch.Tensor
     ) -> torch.Tensor:
-        term = self.cfg.align.weight * self.alignment(batch, features)
+        term = self.cfg.align.weight * self.alignment(batch, features, logits)
         if not self.labelled:
             return term
         return super().loss(batch, features, logits) + term

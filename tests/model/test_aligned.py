@@ -14,6 +14,7 @@ from fedshift.data.layout import discover_site, site_items
 from fedshift.model.aligned import AlignedTrainer
 from fedshift.model.config import ModelConfig, PreprocessConfig, SegConfig, TrainConfig
 from fedshift.model.network import build_network, fold_affine_into_head
+from fedshift.model.pooled_jdot import PooledJDOTTrainer
 from fedshift.shift.jdot import JDOTConfig
 from fedshift.shift.reference import build_reference
 from fedshift.shift.stats import SiteStatistics, StatsLayout, embedding_stats
@@ -88,3 +89,38 @@ def test_affine_map_folds_into_the_head() -> None:
     torch.testing.assert_close(model.head(g), expected, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="do not fit"):
         fold_affine_into_head(model, np.eye(3), np.zeros(3))
+
+
+def test_a_site_without_labels_learns_at_the_scaled_rate(tmp_path: Path, reference) -> None:
+    """Adam ignores a loss's scale, so the weight cannot slow an unlabelled site: its
+    learning rate is scaled instead; a labelled site keeps train.lr."""
+    rates = {}
+    for labelled in (True, False):
+        trainer = AlignedTrainer(
+            CFG, _items(tmp_path / str(labelled), labelled), [], tmp_path / "cache",
+            reference=reference, method="jdot", seed=0, threshold=0.3,
+        )  # fmt: skip
+        assert trainer.label_threshold == 0.3
+        rates[labelled] = {g["lr"] for g in trainer.make_optimizer().param_groups}
+    assert rates[True] == {CFG.train.lr}
+    (rate,) = rates[False]
+    assert rate == pytest.approx(CFG.train.lr * CFG.align.unlabelled_lr_scale)
+
+
+def test_pooled_deepjdot_trains_towards_the_target(tmp_path: Path) -> None:
+    torch.set_num_threads(1)
+    source, target = _items(tmp_path / "src", True), _items(tmp_path / "tgt", False)
+    losses = {}
+    for weight in (0.0, 1.0):
+        cfg = SegConfig(
+            **{**CFG.__dict__, "align": JDOTConfig(weight=weight, n_voxels=64, n_reference=64)}
+        )
+        trainer = PooledJDOTTrainer(
+            cfg, source, source[:1], tmp_path / "cache",
+            target_items=target, target_cache_dir=tmp_path / "tcache", seed=0,
+        )  # fmt: skip
+        result = trainer.train()
+        assert np.isfinite(result.loss) and result.steps == 2
+        assert 0.0 < trainer.target_threshold < 1.0  # tuned on the pooled validation case
+        losses[weight] = result.loss
+    assert losses[1.0] > losses[0.0]  # the same batches, plus the JDOT cost

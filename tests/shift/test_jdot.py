@@ -14,6 +14,8 @@ from fedshift.shift.jdot import (
     coupling,
     jdot_cost,
     jdot_loss,
+    matched_lesion_count,
+    sample_by_class,
     sample_embeddings,
     sample_reference,
 )
@@ -31,19 +33,21 @@ def _reference() -> dict[str, Gaussian]:
 
 def test_reference_samples_follow_the_class_mix() -> None:
     gen = torch.Generator().manual_seed(0)
-    r, y = sample_reference(_reference(), 200, 0.25, gen)
+    r, y = sample_reference(_reference(), 200, 50, gen)
     assert r.shape == (200, F) and int(y.sum()) == 50
     assert r[y == 1].mean().item() == pytest.approx(3.0, abs=0.2)
     assert r[y == 0].std().item() == pytest.approx(0.5, abs=0.1)
-    r2, y2 = sample_reference({"all": _reference()["background"]}, 10, 0.5, gen)
+    r2, y2 = sample_reference({"all": _reference()["background"]}, 10, 5, gen)
     assert int(y2.sum()) == 0  # no lesion Gaussian, no lesion samples
     with pytest.raises(ValueError, match="background"):
-        sample_reference({"lesion": _reference()["lesion"]}, 10, 0.1, gen)
+        sample_reference({"lesion": _reference()["lesion"]}, 10, 1, gen)
+    with pytest.raises(ValueError, match="n_lesion"):
+        sample_reference(_reference(), 10, 11, gen)
 
 
 def test_jdot_loss_decreases_the_ot_cost_between_shifted_clouds() -> None:
     gen = torch.Generator().manual_seed(1)
-    r, y = sample_reference(_reference(), 128, 0.0, gen)
+    r, y = sample_reference(_reference(), 128, 0, gen)
     x = (torch.randn(128, F, generator=gen) * 0.5 + 2.0).requires_grad_()
     w, b = torch.zeros(2, F), torch.zeros(2)
     cfg = JDOTConfig(alpha=1.0, lam=0.0)
@@ -110,3 +114,24 @@ def test_config_is_checked() -> None:
         JDOTConfig(solver="magic").validate()
     with pytest.raises(ConfigError, match="mass"):
         JDOTConfig(mass=0.0).validate()
+
+
+def test_sample_by_class_caps_lesions_and_the_reference_matches_the_mix() -> None:
+    """Lesions are drawn up to the cap, background fills the rest, all inside the mask, and
+    the reference gets the drawn share (a fixed share forced false lesions: issue 5)."""
+    gen = torch.Generator().manual_seed(0)
+    feats = torch.randn(1, 3, 10, 10, 10, generator=gen)
+    mask = torch.zeros(1, 1, 10, 10, 10)
+    mask[..., 2:8, 2:8, 2:8] = 1
+    classes = torch.zeros_like(mask)
+    classes[..., 4:6, 4:6, 4:6] = 1  # 8 lesion voxels inside the brain
+    classes[..., 0, 0, 0] = 1  # outside: never drawn
+    rows, labels = sample_by_class(feats, classes, mask, 100, 0.5, gen)
+    assert rows.shape == (100, 3) and int(labels.sum()) == 8  # all 8, fewer than the cap 50
+    flat = feats.permute(0, 2, 3, 4, 1).reshape(-1, 3)
+    lesion_rows = flat[(classes * mask).reshape(-1) > 0]
+    assert all(any(torch.equal(r, lr) for lr in lesion_rows) for r in rows[labels == 1])
+    rows, labels = sample_by_class(feats, classes, mask, 100, 0.03, gen)
+    assert int(labels.sum()) == 3  # capped
+    assert matched_lesion_count(200, labels) == 6
+    assert matched_lesion_count(200, torch.zeros(0, dtype=torch.int64)) == 0
