@@ -10,8 +10,9 @@ Each run needs its secure statistics (``fed.secure_stats=true``): the target's w
 holds the reference of the final model and, with ``fed.align_intensity``, its intensity
 map. The folder is copied, never changed. A variant is a list of ``seg.align`` overrides
 (comma separated, ``name=value``) on today's defaults; ``threshold=0.5`` replaces the
-federation's decision threshold for the target's own labels. The target's labels are
-read only to score.
+federation's decision threshold for the target's own labels. "after" scores the adapted model at the
+federation's threshold and at 0.5 (its own boundary for labels it was trained on). The
+target's labels are read only to score.
 """
 
 from __future__ import annotations
@@ -70,7 +71,11 @@ def adapt(run: Path, variant: dict[str, str], steps: int, scratch: Path) -> dict
     trainer = worker.trainer(pseudo)
     trainer.train(global_weights=weights, round_index=1)
     after = worker.evaluate(trainer.get_weights(), "test", threshold=federation)
+    # the adapted model was trained on labels read at `pseudo`: its own boundary is 0.5
+    at_half = worker.evaluate(trainer.get_weights(), "test", threshold=0.5)
     return {
+        "dice_after_05": at_half["dice"],
+        "f1_after_05": at_half["lesion_f1"],
         "dice_before": before["dice"],
         "f1_before": before["lesion_f1"],
         "dice_after": after["dice"],
@@ -90,8 +95,11 @@ def main() -> None:
     args = parser.parse_args()
     variants = args.variant or ["default"]
     results = []
-    print("| run | variant | Dice before | Dice after | F1 before | F1 after | lesions |")
-    print("|---|---|---|---|---|---|---|", flush=True)
+    print(
+        "| run | variant | Dice before | Dice after | F1 before | F1 after | lesions "
+        "| Dice after @0.5 | F1 after @0.5 |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|", flush=True)
     with tempfile.TemporaryDirectory() as scratch:
         for run in args.runs:
             for text in variants:
@@ -100,7 +108,8 @@ def main() -> None:
                 print(
                     f"| {run} | {text} | {got['dice_before']:.3f} | {got['dice_after']:.3f} "
                     f"| {got['f1_before']:.3f} | {got['f1_after']:.3f} "
-                    f"| {got['lesions_after']:.1f} |",
+                    f"| {got['lesions_after']:.1f} | {got['dice_after_05']:.3f} "
+                    f"| {got['f1_after_05']:.3f} |",
                     flush=True,
                 )
                 if args.out:
