@@ -143,10 +143,10 @@ def _mean_sd(values: list[float]) -> str:
 def markdown(result: dict, seeds: list[int]) -> str:
     methods = result["methods"]
     sites = sorted({s for m in methods.values() for s in m["site_dice"]})
-    head = ["method", *sites, "mean labelled", "target Dice", "target lesion F1"]
+    head = ["method", "seeds", *sites, "mean labelled", "target Dice", "target lesion F1"]
     lines = [
-        f"Seeds {seeds}; mean ± sd over seeds (a single value: one seed). Dice on each "
-        "site's test split.",
+        f"Seeds {seeds}; mean ± sd over the seeds a method has (a single value: one seed). "
+        "Dice on each site's test split.",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -156,7 +156,8 @@ def markdown(result: dict, seeds: list[int]) -> str:
             float(np.mean([m["site_dice"][s][i] for s in sites if s in m["site_dice"]]))
             for i in range(len(m["target_dice"]))
         ]
-        cells = [_mean_sd(m["site_dice"].get(s, [])) for s in sites]
+        cells = [" ".join(map(str, m["seeds"]))]
+        cells += [_mean_sd(m["site_dice"].get(s, [])) for s in sites]
         cells += [
             _mean_sd(per_seed_mean),
             _mean_sd(m["target_dice"]),
@@ -168,6 +169,46 @@ def markdown(result: dict, seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _labelled_mean(entry: dict, i: int) -> float:
+    return float(np.mean([dice[i] for dice in entry["site_dice"].values()]))
+
+
+def criteria(result: dict, method: str = "fedshift") -> str:
+    """The issue's bar, per seed that has ``method``, fedavg and oracle: target gain over
+    FedAvg (>= 0.10), share of the FedAvg-oracle gap closed (>= 0.5), change of the
+    labelled sites' mean Dice (>= -0.01)."""
+    methods = result["methods"]
+    if not all(m in methods for m in (method, "fedavg", "oracle")):
+        return ""
+    index = {m: {seed: i for i, seed in enumerate(methods[m]["seeds"])} for m in methods}
+    lines = [
+        f"\n{method} against the bar, per seed (target gain over fedavg >= 0.10, share of the "
+        "fedavg-oracle gap closed >= 0.5, labelled mean change >= -0.01):\n",
+        "| seed | target gain | gap closed | labelled change | better than every federated "
+        "method on the target |",
+        "|---|---|---|---|---|",
+    ]
+    federated = [m for m in ("fedavg", "fedprox", "moments") if m in methods]
+    for seed in methods[method]["seeds"]:
+        if seed not in index["fedavg"] or seed not in index["oracle"]:
+            continue
+        ours, base, top = (
+            methods[m]["target_dice"][index[m][seed]] for m in (method, "fedavg", "oracle")
+        )
+        gap = top - base
+        closed = f"{(ours - base) / gap:.2f}" if gap > 0 else "no gap"
+        labelled = _labelled_mean(methods[method], index[method][seed]) - _labelled_mean(
+            methods["fedavg"], index["fedavg"][seed]
+        )
+        rivals = [methods[m]["target_dice"][index[m][seed]] for m in federated if seed in index[m]]
+        better = all(ours > r for r in rivals)
+        lines.append(
+            f"| {seed} | {ours - base:+.3f} | {closed} | {labelled:+.3f} | "
+            f"{'yes' if better else 'no'} ({', '.join(m for m in federated if seed in index[m])}) |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench-adaptation"))
@@ -175,6 +216,11 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--sites", nargs="+", default=[], help="labelled site folders")
     parser.add_argument("--target", nargs="+", default=[], help="unlabelled target folders")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: tabulate the finished runs (a method lists the seeds it has)",
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides for every run")
     args = parser.parse_args()
     data: list[str] = []
@@ -191,11 +237,15 @@ def main() -> None:
     for seed in args.seeds:
         for method in args.methods:
             run, which = METHODS[method]
+            folder = args.out / run / f"seed{seed}"
+            if args.report_only and not finished(folder):
+                continue
             folder = run_once(run, seed, args.out, data, args.overrides)
             got = scores(folder, which, names if run == "oracle" else None)
             entry = result["methods"].setdefault(
-                method, {"target_dice": [], "target_lesion_f1": [], "site_dice": {}}
+                method, {"seeds": [], "target_dice": [], "target_lesion_f1": [], "site_dice": {}}
             )
+            entry["seeds"].append(seed)
             targets = list(got["target"].values())
             entry["target_dice"].append(float(np.mean([t["dice"] for t in targets])))
             entry["target_lesion_f1"].append(float(np.mean([t["lesion_f1"] for t in targets])))
@@ -207,7 +257,7 @@ def main() -> None:
         if finished(plain) and finished(aligned):
             labelled = set(json.loads((plain / "metrics.json").read_text())["final"]["sites"])
             costs.append(seconds_per_step(aligned, labelled) / seconds_per_step(plain, labelled))
-    text = markdown(result, args.seeds)
+    text = markdown(result, args.seeds) + criteria(result)
     if costs:
         result["aligned_step_cost"] = costs
         (args.out / "benchmark.json").write_text(json.dumps(result, indent=1))
