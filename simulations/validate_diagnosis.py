@@ -9,6 +9,11 @@ generated data, :meth:`fedshift.data.synth.config.SiteSpec.planted_shifts`).
     python simulations/validate_diagnosis.py --scenarios control annotation --out runs/check
     python simulations/validate_diagnosis.py fed.rounds=3          # overrides for every run
 
+``--remeasure`` recomputes each site's indicators from its own shift folder
+(``<run>/sites/<site>/shift``: its last statistics and the reference it received) with
+today's code, then the verdicts, instead of reading the coordinator's diagnosis.json: a
+change of the diagnosis rule is checked on finished runs without training again.
+
 Writes OUT/diagnosis_check.md and OUT/diagnosis_check.json and prints the table. A
 verdict is relative to the federation, the planted truth to the scenario's designer: a
 site that is the only one without a change (site0 of acquisition) may be named shifted.
@@ -21,12 +26,14 @@ import json
 import subprocess
 import sys
 import time
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from fedshift.config import load_config
 from fedshift.data.synth.config import SiteSpec
 from fedshift.runconfig import RunConfig
+from fedshift.shift.diagnosis import diagnose, measure
+from fedshift.shift.site_files import ShiftFolder
 
 SCENARIOS = ("control", "acquisition", "population", "annotation")
 FAMILIES = ("acquisition", "population", "annotation")
@@ -72,8 +79,33 @@ def truth_of(run: Path) -> dict[str, list[str]]:
     }
 
 
-def compare(scenario: str, run: Path) -> list[dict[str, object]]:
-    diagnosis = json.loads((run / "diagnosis.json").read_text())
+def remeasure(run: Path) -> dict:
+    """The diagnosis.json the coordinator would write today, from the sites' own folders."""
+    indicators = []
+    for site in sorted(p for p in (run / "sites").iterdir() if (p / "shift").is_dir()):
+        folder = ShiftFolder(site)
+        local, reference = folder.load_local(), folder.load_reference()
+        if reference is None:
+            raise SystemExit(f"{site}/shift holds no reference: was fed.secure_stats on?")
+        indicators.append(
+            measure(
+                site.name,
+                local.stats,
+                reference,
+                dice=local.dice,
+                volume_bias=local.volume_bias,
+            )
+        )
+    verdicts = {d.site: d for d in diagnose(indicators)}
+    return {
+        "sites": {
+            i.site: {"shift": verdicts[i.site].shift, "indicators": asdict(i)} for i in indicators
+        }
+    }
+
+
+def compare(scenario: str, run: Path, again: bool = False) -> list[dict[str, object]]:
+    diagnosis = remeasure(run) if again else json.loads((run / "diagnosis.json").read_text())
     planted = truth_of(run)
     rows = []
     for site, entry in sorted(diagnosis["sites"].items()):
@@ -87,6 +119,7 @@ def compare(scenario: str, run: Path) -> list[dict[str, object]]:
                 "similarity": {
                     f: entry.get("indicators", {}).get(f"{f}_similarity") for f in FAMILIES
                 },
+                "population_effect": entry.get("indicators", {}).get("population_effect"),
                 "match": sorted(named) == sorted(truth),
                 "missed": sorted(set(truth) - set(named)),
                 "false_alarm": sorted(set(named) - set(truth)),
@@ -101,16 +134,18 @@ def _fmt(v: object) -> str:
 
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| scenario | site | planted | named | acq. sim. | pop. sim. | ann. sim. | match |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | site | planted | named | acq. sim. | pop. sim. | lesion load (sd) "
+        "| ann. sim. | match |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         sim = r["similarity"]
         lines.append(
             f"| {r['scenario']} | {r['site']} | {', '.join(r['planted']) or 'none'} | "
             f"{', '.join(r['named']) or 'none'} | "
-            + " | ".join(_fmt(sim[f]) for f in FAMILIES)
-            + f" | {'yes' if r['match'] else 'no'} |"
+            + f"{_fmt(sim['acquisition'])} | {_fmt(sim['population'])} | "
+            + f"{_fmt(r.get('population_effect'))} | {_fmt(sim['annotation'])} | "
+            + f"{'yes' if r['match'] else 'no'} |"
         )
     return "\n".join(lines)
 
@@ -119,13 +154,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/diagnosis-check"))
     parser.add_argument("--scenarios", nargs="+", default=list(SCENARIOS))
+    parser.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="recompute the indicators and verdicts from the sites' shift folders",
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides for every run")
     args = parser.parse_args()
     rows, seconds = [], {}
     for scenario in args.scenarios:
         run = args.out / scenario
         seconds[scenario] = run_scenario(scenario, run, args.overrides)
-        rows += compare(scenario, run)
+        rows += compare(scenario, run, args.remeasure)
     text = table(rows)
     summary = {
         s: {

@@ -37,6 +37,7 @@ from fedshift.shift.stats import Gaussian, gaussian_from
 _INDICATORS = (
     ("acquisition_similarity", "acq. sim."),
     ("population_similarity", "pop. sim."),
+    ("population_effect", "lesion load (sd)"),
     ("annotation_similarity", "ann. sim."),
     ("intensity_w1", "intensity W1"),
     ("embedding_bw", "embedding BW"),

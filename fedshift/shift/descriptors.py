@@ -301,3 +301,19 @@ def similarity(own: KernelSummary, federation: KernelSummary) -> float | None:
         return None
     cross = float(own.total @ rest.total) / (own.n * rest.n)
     return max(cross, 0.0) / float(np.sqrt(s_own * s_rest))
+
+
+def mean_difference(own: KernelSummary, federation: KernelSummary) -> dict[str, float] | None:
+    """Per descriptor, the site's mean minus the rest's, in pooled within-group standard
+    deviations (Cohen's d; the rest is ``federation - own``). ``None`` when either side
+    has fewer than 2 cases; a descriptor with no spread on either side gives 0."""
+    rest = federation - own
+    if round(own.n) < 2 or round(rest.n) < 2:
+        return None
+    mine, theirs = own.moments(), rest.moments()
+    out = {}
+    for name, (mean, sd) in mine.items():
+        other_mean, other_sd = theirs[name]
+        spread = float(np.sqrt((sd**2 + other_sd**2) / 2))
+        out[name] = (mean - other_mean) / spread if spread > 1e-12 else 0.0
+    return out

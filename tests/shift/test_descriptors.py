@@ -149,3 +149,25 @@ def test_similarity_needs_two_cases_each_side(rng):
     many = KernelSummary.of(fam, _rows(rng, 10, 1.0))
     assert similarity(one, one + many) is None
     assert similarity(many, many + one) is None
+
+
+def test_mean_difference_is_cohens_d_against_the_rest(rng):
+    """The middle of a spread federation: low similarity (few cases like its own among
+    the others) but a small effect; a site at one end: a large, signed effect."""
+    fam = "population"
+    middle = KernelSummary.of(fam, _rows(rng, 20, 1.0))
+    low = KernelSummary.of(fam, _rows(rng, 20, 0.0))
+    high = KernelSummary.of(fam, _rows(rng, 20, 2.0))
+    fed = middle + low + high
+    assert similarity(middle, fed) < 0.5
+    d_middle = desc.mean_difference(middle, fed)
+    assert abs(d_middle["lesion_volume"]) < 0.3 and d_middle["lesion_count"] == 0.0
+    d_high = desc.mean_difference(high, fed)["lesion_volume"]
+    d_low = desc.mean_difference(low, fed)["lesion_volume"]
+    assert d_high > 1.0 and d_low < -1.0
+    a, b = _rows(rng, 5, 1.0), _rows(rng, 7, 2.0)
+    d = desc.mean_difference(KernelSummary.of(fam, a), KernelSummary.of(fam, a + b))
+    va, vb = [r["lesion_volume"] for r in a], [r["lesion_volume"] for r in b]
+    pooled = np.sqrt((np.var(va, ddof=1) + np.var(vb, ddof=1)) / 2)
+    assert d["lesion_volume"] == pytest.approx((np.mean(va) - np.mean(vb)) / pooled)
+    assert desc.mean_difference(KernelSummary.of(fam, a[:1]), KernelSummary.of(fam, a)) is None

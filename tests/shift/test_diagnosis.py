@@ -64,6 +64,23 @@ def test_unlabelled_site_is_scored_on_what_it_has():
     assert e.shift == [] and e.scores == {} and "nothing measured" in e.evidence
 
 
+def test_population_is_decided_by_the_effect_size_when_measured():
+    middle = SiteIndicators("m", acquisition_similarity=0.95, population_similarity=0.3,
+                            population_effect=-0.6)  # fmt: skip
+    (d,) = diagnose([middle])
+    assert d.shift == [] and "within 1 sd" in d.evidence
+    end = SiteIndicators("e", acquisition_similarity=0.95, population_similarity=0.8,
+                         population_effect=1.4)  # fmt: skip
+    (d,) = diagnose([end])
+    assert d.shift == ["population"] and "more or larger lesions" in d.evidence
+    fewer = SiteIndicators("f", acquisition_similarity=0.95, population_effect=-2.0)
+    assert diagnose([fewer])[0].shift == ["population"]
+    assert diagnose([fewer], DiagnosisConfig(population_effect=2.5))[0].shift == []
+    scanner = SiteIndicators("s", acquisition_similarity=0.1, population_effect=3.0)
+    (d,) = diagnose([scanner])
+    assert d.shift == ["acquisition"] and "not attributed: images differ" in d.evidence
+
+
 def test_threshold_is_a_parameter():
     site = _site("a", acq=0.4)
     assert _shift(site) == [["acquisition"]]
