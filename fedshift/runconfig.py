@@ -61,6 +61,10 @@ class FedConfig:
     secure_stats: bool = False  # statistics rounds before round 1 and after the last (>= 3 sites)
     stats_every_round: bool = False  # also one between every two rounds
     align_intensity: bool = False  # sites map brain intensities onto the federation's (1-D OT)
+    # moments / fedshift: the alignment term (and training at sites without labels) starts
+    # at this round; before it the strategy is FedAvg (a model that finds no lesion yet has
+    # nothing to align: runs/bench-adaptation/fedshift-nowarmup)
+    align_from_round: int = 3
     stats_samples: int = 256  # embedding voxels sampled per class per case
     secagg_frac_bits: int = 24  # fixed point: a value travels as round(x * 2**frac_bits)
     secagg_clip: float = 1073741824.0  # 2**30; inputs are clipped to [-clip, clip]
@@ -111,6 +115,8 @@ class RunConfig:
             )
         if self.fed.proximal_mu < 0:
             raise ConfigError(f"fed.proximal_mu must be >= 0, got {self.fed.proximal_mu}")
+        if self.fed.align_from_round < 1:
+            raise ConfigError(f"fed.align_from_round must be >= 1, got {self.fed.align_from_round}")
         if self.fed.stats_samples < 1:
             raise ConfigError(f"fed.stats_samples must be >= 1, got {self.fed.stats_samples}")
         if self.fed.strategy in ALIGNED and not self.fed.secure_stats:

@@ -166,11 +166,13 @@ class SiteWorker:
         """The preprocessing every model input goes through (intensity-mapped when on)."""
         return PreprocessCache(self.cache_dir, self.seg.preprocess, self.intensity_map())
 
-    def trainer(self, threshold: float | None = None) -> SiteTrainer:
+    def trainer(self, threshold: float | None = None, align: bool = True) -> SiteTrainer:
         """This site's trainer; ``threshold``: the federation's decision threshold, with
-        which a site without labels reads lesion labels off the model (alignment only)."""
+        which a site without labels reads lesion labels off the model (alignment only);
+        ``align=False``: a plain trainer even when the strategy aligns (rounds before
+        ``fed.align_from_round``)."""
         train, val, _ = self.splits()
-        if self.alignment is None:
+        if self.alignment is None or not align:
             return SiteTrainer(
                 self.seg, train, val, cache_dir=self.cache_dir, intensity_map=self.intensity_map()
             )
@@ -199,10 +201,11 @@ class SiteWorker:
         server_round: int,
         proximal_mu: float = 0.0,
         threshold: float | None = None,
+        align: bool = True,
     ) -> TrainOutcome:
-        """One round of local training from the global ``weights`` (``threshold``: see
-        :meth:`trainer`)."""
-        trainer = self.trainer(threshold)
+        """One round of local training from the global ``weights`` (``threshold``,
+        ``align``: see :meth:`trainer`)."""
+        trainer = self.trainer(threshold, align)
         if trainer.num_train_cases == 0:
             raise RuntimeError(f"site {self.name} has no usable training case")
         result = trainer.train(

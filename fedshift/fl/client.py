@@ -80,6 +80,7 @@ def handle_train(
         server_round=int(config[keys.SERVER_ROUND]),
         proximal_mu=float(config.get(keys.PROXIMAL_MU, 0.0)),
         threshold=float(config[keys.THRESHOLD]) if keys.THRESHOLD in config else None,
+        align=bool(config.get(keys.ALIGN, True)),
     )
     content = RecordDict(
         {

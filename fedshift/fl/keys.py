@@ -17,6 +17,7 @@ SERVER_ROUND = "server-round"  # set by Flower's strategies
 PROXIMAL_MU = "proximal-mu"  # set by Flower's FedProx
 SPLIT = "split"  # evaluate: "val" or "test"
 THRESHOLD = "threshold"  # evaluate: decision threshold for sites without validation labels
+ALIGN = "align"  # train: use the strategy's alignment term this round (moments, fedshift)
 BURES = "bures"  # evaluate: apply the site's Bures-Wasserstein map before the head
 
 # metric and site keys the sites send

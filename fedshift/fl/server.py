@@ -203,12 +203,16 @@ def train_round(
     trainers: set[int],
     cfg: RunConfig,
     threshold: float | None = None,
+    align: bool = False,
 ) -> tuple[list[np.ndarray], dict[str, dict[str, float]]]:
     """One Flower training round restricted to the sites that passed the readiness gate.
 
     ``threshold``: the decision threshold the labelled sites tuned in the previous round;
-    a site without labels reads its own lesion labels off the model with it."""
-    config = ConfigRecord({} if threshold is None else {keys.THRESHOLD: float(threshold)})
+    a site without labels reads its own lesion labels off the model with it. ``align``:
+    the sites add their alignment term (moments, fedshift) this round."""
+    config = ConfigRecord({keys.ALIGN: align})
+    if threshold is not None:
+        config[keys.THRESHOLD] = float(threshold)
     messages = [
         m
         for m in strategy.configure_train(rnd, to_arrays(weights), config, grid)
@@ -247,8 +251,10 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
     trainers = {
         n for n, s in sites.items() if s.labelled and level_at_least(s.level, cfg.fed.train_level)
     }
-    if cfg.fed.strategy in ALIGNED:  # unlabelled sites adapt on the alignment term alone
-        trainers |= {n for n, s in sites.items() if not s.labelled and level_at_least(s.level, "B")}
+    # sites without labels adapt on the alignment term alone, once alignment has started
+    adapters = set()
+    if cfg.fed.strategy in ALIGNED:
+        adapters = {n for n, s in sites.items() if not s.labelled and level_at_least(s.level, "B")}
     if not trainers:
         raise FedShiftError(f"no site reaches training level {cfg.fed.train_level}")
     state = (folder.load_checkpoint() if cfg.resume else None) or RunState()
@@ -261,27 +267,35 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
             "level": s.level,
             "n_cases": s.n_cases,
             "n_usable": s.n_usable,
-            "trains": n in trainers,
+            "trains": n in trainers | adapters,
         }
         for n, s in sites.items()
     }
-    strategy = make_strategy(cfg, len(trainers))
+    strategy = make_strategy(cfg, len(trainers | adapters))
     state.strategy = {
         "name": cfg.fed.strategy,
         "state": "stateless between rounds (FedAvg aggregation; the reference is on disk)",
-        "trainers": sorted(sites[n].name for n in trainers),
+        "trainers": sorted(sites[n].name for n in trainers | adapters),
     }
     first = state.last_round + 1
     threshold = last_threshold(state)
     for rnd in range(first, cfg.fed.rounds + 1):
         # secure stats -> reference -> diagnosis; an aligned strategy refreshes its
-        # reference every round, so that it describes the current model's embeddings
-        refresh = cfg.fed.stats_every_round or cfg.fed.strategy in ALIGNED
+        # reference every aligned round, so that it describes the current model's embeddings
+        align = cfg.fed.strategy in ALIGNED and rnd >= cfg.fed.align_from_round
+        refresh = cfg.fed.stats_every_round or align
         if cfg.fed.secure_stats and (rnd == first or refresh):
             federation_round(grid, sites, state, cfg)
         t0 = time.perf_counter()
         state.weights, train_metrics = train_round(
-            grid, strategy, rnd, state.weights, trainers, cfg, threshold
+            grid,
+            strategy,
+            rnd,
+            state.weights,
+            trainers | adapters if align else trainers,
+            cfg,
+            threshold,
+            align,
         )
         t1 = time.perf_counter()
         val = evaluate_round(grid, sites, state.weights, "val", None, cfg.fed.timeout_s)
