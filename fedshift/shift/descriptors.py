@@ -65,6 +65,9 @@ FAMILIES: dict[str, tuple[tuple[str, float], ...]] = {
     ),
 }
 
+#: version of :func:`appearance`; kept appearance descriptors of another version are not
+#: reused (bump it with any change to what :func:`appearance` computes)
+APPEARANCE_VERSION = 1
 #: random Fourier features per family
 N_FEATURES = 256
 #: floor of the air-noise estimate (relative to the median brain intensity): skull-stripped

@@ -23,6 +23,8 @@ vector comes.
 
 from __future__ import annotations
 
+import json
+import os
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -126,26 +128,61 @@ def _label(item: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
     return label
 
 
-def case_descriptors(
-    item: dict[str, Any],
-    image_brain: np.ndarray,
-    predicted: np.ndarray,
-    label: np.ndarray | None,
-    zooms: tuple[float, ...],
-) -> dict[str, dict[str, float]]:
-    """Shift descriptors of one case, per family (annotation only with a label).
-
-    ``image_brain`` is the preprocessing brain mask; the raw image is read again from
-    ``item["image"]`` (acquisition is measured before any correction).
-    """
+def appearance_of(
+    item: dict[str, Any], image_brain: np.ndarray, zooms: tuple[float, ...]
+) -> dict[str, float]:
+    """Acquisition descriptors of one case's raw image (``item["image"]``, read again:
+    acquisition is measured before any correction) within the preprocessing brain mask."""
     raw = read_volume(item["image"]).as_float32()
     if raw.shape != image_brain.shape:
         raise ValueError(
             f"case {item.get('case')!r}: image shape {raw.shape} differs from its "
             f"preprocessed mask {image_brain.shape}"
         )
+    return desc.appearance(raw, image_brain, head_mask(raw), zooms)
+
+
+def cached_appearance(
+    item: dict[str, Any],
+    image_brain: np.ndarray,
+    zooms: tuple[float, ...],
+    cache: PreprocessCache,
+) -> dict[str, float]:
+    """:func:`appearance_of`, kept beside the preprocessing cache (an image does not
+    change between statistics rounds; its key covers its content and the preprocessing
+    settings that made the brain mask)."""
+    name = f"{cache.key(item['image'])}-v{desc.APPEARANCE_VERSION}.json"
+    path = cache.cache_dir / "descriptors" / name
+    if path.is_file():
+        return {k: float(v) for k, v in json.loads(path.read_text()).items()}
+    values = appearance_of(item, image_brain, zooms)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(values))
+    tmp.replace(path)
+    return values
+
+
+def case_descriptors(
+    item: dict[str, Any],
+    image_brain: np.ndarray,
+    predicted: np.ndarray,
+    label: np.ndarray | None,
+    zooms: tuple[float, ...],
+    cache: PreprocessCache | None = None,
+) -> dict[str, dict[str, float]]:
+    """Shift descriptors of one case, per family (annotation only with a label).
+
+    ``image_brain`` is the preprocessing brain mask; acquisition descriptors come from
+    the raw image (:func:`appearance_of`), from ``cache`` when given
+    (:func:`cached_appearance`).
+    """
+    if cache is None:
+        appearance = appearance_of(item, image_brain, zooms)
+    else:
+        appearance = cached_appearance(item, image_brain, zooms, cache)
     out = {
-        "acquisition": desc.appearance(raw, image_brain, head_mask(raw), zooms),
+        "acquisition": appearance,
         "population": desc.population(predicted, zooms),
     }
     if label is not None:
@@ -206,7 +243,7 @@ def site_statistics(
         kept.append(samples[0][keep])
         kept_labels.append(np.full(keep.size, -1) if samples[1] is None else samples[1][keep])
         pred = (prob >= cfg.eval.threshold) & pre.mask
-        described = case_descriptors(item, pre.mask, pred, label, pre.zooms)
+        described = case_descriptors(item, pre.mask, pred, label, pre.zooms, cache)
         for family, values in described.items():
             rows[family].append(values)
         total = total + case_statistics(

@@ -71,6 +71,28 @@ def test_statistics_and_reference_stay_in_the_shift_folder(federation) -> None:
         workers["a"].shift.load_local("another round")
 
 
+def test_appearance_descriptors_are_kept_and_reused(federation) -> None:
+    """Measured once per image beside the preprocessing cache: a second statistics round
+    reads them back (same values) instead of measuring again."""
+    from fedshift.shift import site_stats
+
+    _, workers, local, _, _ = federation
+    w = workers["a"]
+    kept = sorted((w.cache_dir / "descriptors").glob("*.json"))
+    assert len(kept) == 3
+    first = [json.loads(p.read_text()) for p in kept]
+    assert first[0].keys() == {"noise", "contrast", "nonuniformity", "sharpness"}
+    calls = []
+    original = site_stats.appearance_of
+    site_stats.appearance_of = lambda *a, **k: calls.append(1) or original(*a, **k)
+    try:
+        again = w.statistics(get_weights(build_network(CFG.model, seed=0)), 0, 16, "r2")
+    finally:
+        site_stats.appearance_of = original
+    assert calls == []
+    assert again.rows["acquisition"] == local["a"].rows["acquisition"]
+
+
 def test_indicators_are_scalars_of_every_family(federation) -> None:
     _, _, _, _, indicators = federation
     a, t = indicators["a"], indicators["t"]
