@@ -61,10 +61,12 @@ class FedConfig:
     secure_stats: bool = False  # statistics rounds before round 1 and after the last (>= 3 sites)
     stats_every_round: bool = False  # also one between every two rounds
     align_intensity: bool = False  # sites map brain intensities onto the federation's (1-D OT)
-    # moments / fedshift: the alignment term (and training at sites without labels) starts
-    # at this round; before it the strategy is FedAvg (a model that finds no lesion yet has
-    # nothing to align: runs/bench-adaptation/fedshift-nowarmup)
-    align_from_round: int = 3
+    # moments / fedshift: the alignment term (and training at sites without labels) runs in
+    # a round from align_from_round on when the labelled sites' mean validation Dice of the
+    # round before reached align_min_val_dice; otherwise the round is FedAvg. A model that
+    # finds no lesion yet has nothing to align (runs/bench-adaptation/fedshift-round3)
+    align_from_round: int = 2
+    align_min_val_dice: float = 0.5
     stats_samples: int = 256  # embedding voxels sampled per class per case
     secagg_frac_bits: int = 24  # fixed point: a value travels as round(x * 2**frac_bits)
     secagg_clip: float = 1073741824.0  # 2**30; inputs are clipped to [-clip, clip]
@@ -117,6 +119,10 @@ class RunConfig:
             raise ConfigError(f"fed.proximal_mu must be >= 0, got {self.fed.proximal_mu}")
         if self.fed.align_from_round < 1:
             raise ConfigError(f"fed.align_from_round must be >= 1, got {self.fed.align_from_round}")
+        if not 0 <= self.fed.align_min_val_dice <= 1:
+            raise ConfigError(
+                f"fed.align_min_val_dice must lie in [0, 1], got {self.fed.align_min_val_dice}"
+            )
         if self.fed.stats_samples < 1:
             raise ConfigError(f"fed.stats_samples must be >= 1, got {self.fed.stats_samples}")
         if self.fed.strategy in ALIGNED and not self.fed.secure_stats:

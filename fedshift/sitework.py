@@ -170,7 +170,7 @@ class SiteWorker:
         """This site's trainer; ``threshold``: the federation's decision threshold, with
         which a site without labels reads lesion labels off the model (alignment only);
         ``align=False``: a plain trainer even when the strategy aligns (rounds before
-        ``fed.align_from_round``)."""
+        alignment has not started, see ``fed.align_min_val_dice``)."""
         train, val, _ = self.splits()
         if self.alignment is None or not align:
             return SiteTrainer(

@@ -183,16 +183,40 @@ def mean_threshold(site_metrics: dict[str, dict[str, float]]) -> float | None:
     return float(np.mean(values)) if values else None
 
 
-def last_threshold(state: RunState) -> float | None:
-    """The threshold of the last finished round's validation (a resumed run goes on with
-    it), ``None`` before the first."""
+def _last_val(state: RunState) -> dict[str, dict[str, float]]:
+    """Site -> validation metrics of the last finished round (empty before the first)."""
     if not state.rounds:
-        return None
-    val = {
+        return {}
+    return {
         site: {k.removeprefix("val_"): v for k, v in m.items() if k.startswith("val_")}
         for site, m in state.rounds[-1]["sites"].items()
     }
-    return mean_threshold(val)
+
+
+def last_val_dice(state: RunState) -> float | None:
+    """Mean validation Dice of the labelled sites in the last finished round."""
+    values = [
+        m["dice"]
+        for m in _last_val(state).values()
+        if m.get(keys.NUM_EXAMPLES, 0) > 0 and math.isfinite(m.get("dice", math.nan))
+    ]
+    return float(np.mean(values)) if values else None
+
+
+def aligns(cfg: RunConfig, rnd: int, state: RunState) -> bool:
+    """Whether round ``rnd`` of an aligned strategy uses its alignment term: from
+    ``fed.align_from_round`` on, once the model of the round before reached
+    ``fed.align_min_val_dice`` on the labelled sites' validation cases."""
+    if cfg.fed.strategy not in ALIGNED or rnd < cfg.fed.align_from_round:
+        return False
+    dice = last_val_dice(state)
+    return dice is not None and dice >= cfg.fed.align_min_val_dice
+
+
+def last_threshold(state: RunState) -> float | None:
+    """The threshold of the last finished round's validation (a resumed run goes on with
+    it), ``None`` before the first."""
+    return mean_threshold(_last_val(state)) if state.rounds else None
 
 
 def train_round(
@@ -282,7 +306,9 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
     for rnd in range(first, cfg.fed.rounds + 1):
         # secure stats -> reference -> diagnosis; an aligned strategy refreshes its
         # reference every aligned round, so that it describes the current model's embeddings
-        align = cfg.fed.strategy in ALIGNED and rnd >= cfg.fed.align_from_round
+        align = aligns(cfg, rnd, state)
+        if cfg.fed.strategy in ALIGNED:
+            log.info("round %d: %s", rnd, "aligned" if align else "FedAvg (alignment waits)")
         refresh = cfg.fed.stats_every_round or align
         if cfg.fed.secure_stats and (rnd == first or refresh):
             federation_round(grid, sites, state, cfg)
@@ -312,6 +338,7 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
                 "round": rnd,
                 "sites": per_site,
                 "seconds": {"train": t1 - t0, "evaluate": time.perf_counter() - t1},
+                "aligned": align,
             }
         )
         for name, m in per_site.items():

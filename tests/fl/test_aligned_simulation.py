@@ -1,6 +1,7 @@
 """A real Flower simulation of ``fed.strategy=fedshift`` on tiny synthetic sites: FedAvg
-until ``fed.align_from_round``, then the JDOT term at every site and the unlabelled target
-training too, with the reference refreshed before the aligned round."""
+in round 1, then (``fed.align_from_round=2``, Dice gate open) the JDOT term at every site
+and the unlabelled target training too, with the reference refreshed before the aligned
+round."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def test_fedshift_aligns_from_the_given_round(tmp_path: Path) -> None:
         "fed.strategy=fedshift",
         "fed.rounds=2",
         "fed.align_from_round=2",
+        "fed.align_min_val_dice=0",
         "seg.align.n_voxels=32",
         "seg.align.n_reference=32",
     ]
@@ -43,6 +45,7 @@ def test_fedshift_aligns_from_the_given_round(tmp_path: Path) -> None:
         for r in metrics["rounds"]
     ]
     assert trained == [["a", "b", "c"], ["a", "b", "c", "t"]]  # the target joins at round 2
+    assert [r["aligned"] for r in metrics["rounds"]] == [False, True]
     stats = metrics["federation"]["statistics"]
     assert [r["after_round"] for r in stats] == [0, 1, 2]  # first, aligned refresh, final
     assert all(metrics["readiness"][s]["trains"] for s in ("a", "b", "c", "t"))

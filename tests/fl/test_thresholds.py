@@ -1,12 +1,15 @@
-"""The decision threshold a site without labels gets: the mean of what the labelled sites
-tuned in the last finished round, sites without validation cases left out."""
+"""What the coordinator reads off the last round's validation: the decision threshold a
+site without labels gets (the mean of what the labelled sites tuned, sites without
+validation cases left out) and whether an aligned strategy aligns this round."""
 
 from __future__ import annotations
 
 import pytest
 
+from fedshift.config import load_config
 from fedshift.fl import keys
-from fedshift.fl.server import last_threshold, mean_threshold
+from fedshift.fl.server import aligns, last_threshold, last_val_dice, mean_threshold
+from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunState
 
 
@@ -35,3 +38,29 @@ def test_last_threshold_reads_the_last_round() -> None:
             }
         )
     assert last_threshold(state) == pytest.approx(0.7)
+
+
+def _state(*dice: float) -> RunState:
+    state = RunState()
+    for rnd, d in enumerate(dice, start=1):
+        sites = {
+            "a": {"val_dice": d, f"val_{keys.NUM_EXAMPLES}": 1.0},
+            "t": {"val_dice": 0.0, f"val_{keys.NUM_EXAMPLES}": 0.0},  # no validation labels
+        }
+        state.rounds.append({"round": rnd, "sites": sites})
+    return state
+
+
+def test_alignment_waits_for_a_model_that_finds_lesions() -> None:
+    cfg = load_config(RunConfig, [], ["fed.strategy=fedshift", "fed.secure_stats=true"])
+    assert last_val_dice(_state()) is None and last_val_dice(_state(0.2, 0.6)) == 0.6
+    assert not aligns(cfg, 1, _state())  # nothing measured yet
+    assert not aligns(cfg, 3, _state(0.01, 0.38))  # below fed.align_min_val_dice (0.5)
+    assert aligns(cfg, 4, _state(0.01, 0.38, 0.65))
+    assert not aligns(cfg, 5, _state(0.01, 0.38, 0.65, 0.45))  # fell back: paused
+    early = load_config(
+        RunConfig, [], ["fed.strategy=fedshift", "fed.secure_stats=true", "fed.align_from_round=5"]
+    )
+    assert not aligns(early, 4, _state(0.6, 0.7, 0.8))
+    plain = load_config(RunConfig, [], ["fed.strategy=fedavg"])
+    assert not aligns(plain, 4, _state(0.6, 0.7, 0.8))
