@@ -263,7 +263,9 @@ def main() -> None:
         (args.out / "benchmark.json").write_text(json.dumps(result, indent=1))
         text += (
             "\nAligned (fedshift) / plain (fedavg) training seconds per step on the labelled "
-            f"sites, same machine: {', '.join(f'{c:.2f}' for c in costs)} (per seed).\n"
+            f"sites: {', '.join(f'{c:.2f}' for c in costs)} (per seed; whole runs made at "
+            "different times, so machine load enters; simulations/bench_aligned_step.py "
+            "alternates the two on one site for the controlled ratio).\n"
         )
     (args.out / "benchmark.md").write_text(text)
     print(text)
