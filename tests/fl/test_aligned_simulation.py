@@ -6,13 +6,10 @@ round."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_secure_simulation import SCENARIO, overrides
+from test_secure_simulation import SCENARIO, overrides, simulate
 
 pytestmark = pytest.mark.slow
 
@@ -29,16 +26,7 @@ def test_fedshift_aligns_from_the_given_round(tmp_path: Path) -> None:
         "seg.align.n_voxels=32",
         "seg.align.n_reference=32",
     ]
-    proc = subprocess.run(
-        [sys.executable, "-m", "fedshift.cli", "simulate", *args],
-        env={**os.environ, "RAY_DEDUP_LOGS": "0"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=900,
-        start_new_session=True,
-    )
-    assert proc.returncode == 0, proc.stdout[-4000:]
+    simulate(args)
     metrics = json.loads((out / "metrics.json").read_text())
     trained = [
         sorted(site for site, m in r["sites"].items() if "train_loss" in m)

@@ -55,16 +55,11 @@ def overrides(tmp: Path, out: Path) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Path, str]:
-    tmp = tmp_path_factory.mktemp("secure-sim")
-    (tmp / "tiny.yaml").write_text(SCENARIO)
-    out = tmp / "run"
-    args = overrides(tmp, out)
-    env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
+def simulate(args: list[str]) -> str:
+    """``fedshift simulate ARGS`` in a subprocess; its output (the run must succeed)."""
     proc = subprocess.run(
         [sys.executable, "-m", "fedshift.cli", "simulate", *args],
-        env=env,
+        env={**os.environ, "RAY_DEDUP_LOGS": "0"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -72,7 +67,16 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Path, str]
         start_new_session=True,
     )
     assert proc.returncode == 0, proc.stdout[-4000:]
-    return args, out, proc.stdout
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Path, str]:
+    tmp = tmp_path_factory.mktemp("secure-sim")
+    (tmp / "tiny.yaml").write_text(SCENARIO)
+    out = tmp / "run"
+    args = overrides(tmp, out)
+    return args, out, simulate(args)
 
 
 @pytest.fixture(scope="module")
