@@ -149,16 +149,26 @@ def sample_reference(
     return torch.cat(parts).float().to(device), torch.cat(labels).to(device)
 
 
-def coupling(cost: np.ndarray, cfg: JDOTConfig) -> np.ndarray:
-    """The transport plan (N, M) for a cost (N, M), uniform weights on both sides."""
-    cost = np.asarray(cost, dtype=np.float64)
+def coupling(cost: torch.Tensor | np.ndarray, cfg: JDOTConfig) -> torch.Tensor:
+    """The transport plan (N, M) for a cost (N, M), uniform weights on both sides.
+
+    Returns a float64 tensor on the cost's device. ``sinkhorn`` and ``unbalanced`` run
+    where the cost is (POT's torch backend: on the GPU when training there); ``emd`` and
+    ``partial`` are CPU linear programs, so their cost goes through host memory.
+    """
+    cost = torch.as_tensor(cost).detach().to(torch.float64)
     n, m = cost.shape
-    a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
-    if cfg.solver == "emd":
-        return ot.emd(a, b, cost)
-    if cfg.solver == "partial":
-        return ot.partial.partial_wasserstein(a, b, cost, m=cfg.mass)
-    scaled = cost / max(float(cost.max()), 1e-12)
+    if cfg.solver in ("emd", "partial"):
+        host = cost.cpu().numpy()
+        a, b = np.full(n, 1.0 / n), np.full(m, 1.0 / m)
+        if cfg.solver == "emd":
+            plan = ot.emd(a, b, host)
+        else:
+            plan = ot.partial.partial_wasserstein(a, b, host, m=cfg.mass)
+        return torch.as_tensor(plan, dtype=torch.float64, device=cost.device)
+    a = torch.full((n,), 1.0 / n, dtype=torch.float64, device=cost.device)
+    b = torch.full((m,), 1.0 / m, dtype=torch.float64, device=cost.device)
+    scaled = cost / cost.max().clamp_min(1e-12)
     if cfg.solver == "sinkhorn":
         return ot.sinkhorn(a, b, scaled, cfg.reg)
     return ot.unbalanced.sinkhorn_unbalanced(a, b, scaled, cfg.reg, cfg.reg_m)
@@ -199,9 +209,8 @@ def jdot_loss(
     Returns the loss (0-d, differentiable) and the mass the coupling moved.
     """
     cost = jdot_cost(features, weight, bias, reference, labels, cfg.alpha, cfg.lam)
-    plan = coupling(cost.detach().cpu().numpy(), cfg)
-    gamma = torch.as_tensor(plan, dtype=cost.dtype, device=cost.device)
-    return (gamma * cost).sum(), float(plan.sum())
+    plan = coupling(cost, cfg)
+    return (plan.to(cost.dtype) * cost).sum(), float(plan.sum())
 
 
 def sample_embeddings(
