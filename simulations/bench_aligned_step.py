@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path("runs/cache"))
     parser.add_argument("overrides", nargs="*", help="run config overrides (seg.*)")
-    args = parser.parse_args()
+    args = parser.parse_intermixed_args()  # overrides may follow the options
     cfg = load_config(RunConfig, [CONFIG_DIR / "default.yaml"], args.overrides).seg
     with np.load(args.reference) as data:
         reference = Reference.from_arrays({k: data[k] for k in data.files})
