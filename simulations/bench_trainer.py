@@ -60,6 +60,9 @@ def bare_monai_loop(
         shuffle=True,
         drop_last=True,
         num_workers=cfg.train.num_workers,
+        # a small site is a few batches per epoch: without this the loop would restart its
+        # worker processes every epoch and time that instead of training
+        persistent_workers=cfg.train.num_workers > 0,
         generator=torch.Generator().manual_seed(seed),
     )
     optimizer = torch.optim.AdamW(
