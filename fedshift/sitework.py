@@ -241,9 +241,33 @@ class SiteWorker:
         (labelsTs), with the threshold tuned on validation, or ``threshold`` when the site
         has no validation labels (a target site). ``bures``: the head sees the site's
         embeddings through the Bures-Wasserstein map of their Gaussian onto the reference's
-        (:meth:`bures_map`), training-free alignment at inference.
+        (:meth:`bures_map`), training-free alignment at inference. A test evaluation writes
+        an overlay of the first case to ``work_dir/overlays``.
         """
         start = time.perf_counter()
+        result, first = self.evaluate_cases(weights, split, threshold, bures)
+        seconds = time.perf_counter() - start
+        if first is None:
+            return {"n_cases": 0.0, "threshold": result.threshold, "eval_seconds": seconds}
+        if split == "test":
+            item, prob = first
+            self._write_overlay(item, prob.numpy() >= result.threshold)
+        return {
+            **{k: float(v) for k, v in result.mean.items()},
+            "threshold": float(result.threshold),
+            "eval_seconds": seconds,
+        }
+
+    def evaluate_cases(
+        self,
+        weights: list[np.ndarray],
+        split: str,
+        threshold: float | None = None,
+        bures: bool = False,
+    ) -> tuple[ev.EvalResult, ev.Prediction | None]:
+        """What :meth:`evaluate` measures, per case (these stay at the site), and the raw
+        item and lesion probability of the first case (None when the split has no labelled
+        case); writes nothing."""
         _, val, test = self.splits()
         device = choose_device(self.seg.train.device)
         model = build_network(self.seg.model, seed=self.seed).to(device)
@@ -263,22 +287,12 @@ class SiteWorker:
             if split == "val"
             else ev.predict_labelled(model, test, cache, self.seg, device)
         )
-        if not pred:
-            return {
-                "n_cases": 0.0,
-                "threshold": float(tuned),
-                "eval_seconds": time.perf_counter() - start,
-            }
         result = ev.results_from(pred, self.seg, tuned)
-        seconds = time.perf_counter() - start
-        if split == "test":
-            first = next(i for i in test if "label" in i)  # the raw item of pred[0]
-            self._write_overlay(first, pred[0][1].numpy() >= tuned)
-        return {
-            **{k: float(v) for k, v in result.mean.items()},
-            "threshold": float(tuned),
-            "eval_seconds": seconds,
-        }
+        if not pred:
+            return result, None
+        items = val if split == "val" else test
+        first = next(i for i in items if "label" in i)  # the raw item of pred[0]
+        return result, (first, pred[0][1])
 
     def statistics(
         self,

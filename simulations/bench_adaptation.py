@@ -19,6 +19,7 @@ is reused, so an interrupted benchmark continues):
     fedshift                      JDOT against the reference (+ intensity map); unlabelled
                                   sites adapt on the JDOT term alone
     fedshift_bures                the fedshift model, each site's Bures map before the head
+    fedshift_nomap                ablation: fedshift without the intensity map (JDOT alone)
     oracle                        fedavg with the target's training labels too (synthetic
                                   scenarios only: the ceiling no adaptation can pass)
 
@@ -53,6 +54,7 @@ RUNS: dict[str, list[str]] = {
     ],
     "moments": ["fed.strategy=moments", "fed.secure_stats=true", "fed.align_intensity=true"],
     "fedshift": ["fed.strategy=fedshift", "fed.secure_stats=true", "fed.align_intensity=true"],
+    "fedshift_nomap": ["fed.strategy=fedshift", "fed.secure_stats=true"],
     "oracle": ["fed.strategy=fedavg"],
 }
 #: method -> (run, which final metrics)
@@ -65,6 +67,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "moments": ("moments", "final"),
     "fedshift": ("fedshift", "final"),
     "fedshift_bures": ("fedshift", "bures"),
+    "fedshift_nomap": ("fedshift_nomap", "final"),
     "centralized": ("centralized", "final"),
     "centralized_jdot": ("centralized_jdot", "final"),
     "oracle": ("oracle", "final"),

@@ -161,3 +161,20 @@ def test_diagnose_command(federation, tmp_path: Path) -> None:
     assert main(["diagnose", str(run), "--out", str(out)]) == 0 and out.is_file()
     assert main(["diagnose", str(tmp_path / "nowhere")]) == 2
     assert main(["diagnose", str(run), "--site-work", str(tmp_path)]) == 2  # no shift/ there
+
+
+def test_per_case_evaluation_matches_the_reported_means_and_writes_nothing(federation) -> None:
+    run, workers, *_ = federation
+    worker = workers["a"]
+    weights = get_weights(build_network(CFG.model, seed=0))
+    split = "test" if any("label" in i for i in worker.splits()[2]) else "val"
+    overlays = worker.work_dir / "overlays"
+    before = sorted(overlays.rglob("*")) if overlays.exists() else []
+    result, first = worker.evaluate_cases(weights, split)
+    assert first is not None and first[1].ndim == 3
+    assert (sorted(overlays.rglob("*")) if overlays.exists() else []) == before
+    reported = worker.evaluate(weights, split)
+    dice = [case["dice"] for case in result.per_case.values()]
+    assert reported["n_cases"] == len(dice) > 0
+    assert reported["dice"] == pytest.approx(np.nanmean(dice))
+    assert reported["threshold"] == result.threshold
