@@ -25,10 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from fedshift.config import load_config
 from fedshift.runconfig import RunConfig
+from fedshift.runstate import RunFolder
 from fedshift.shift.jdot import JDOTConfig
 from fedshift.sitework import site_worker
 
@@ -61,9 +60,10 @@ def adapt(run: Path, variant: dict[str, str], steps: int, scratch: Path) -> dict
     shutil.copytree(run / "sites" / target.name, work)
     worker = site_worker(cfg, target, work)
     worker.cache_dir = Path(cfg.data.cache_dir) / target.name  # shared preprocessing
-    last = sorted((run / "checkpoints").glob("round_*.npz"))[-1]
-    with np.load(last) as arrays:
-        weights = [arrays[k] for k in arrays.files]
+    state = RunFolder(run).load_checkpoint()
+    if state is None or state.weights is None:
+        raise SystemExit(f"{run} has no checkpoint")
+    weights = state.weights
     federation = json.loads((run / "metrics.json").read_text())["final"]["target_threshold"]
     pseudo = float(threshold) if threshold is not None else federation
     start = time.perf_counter()

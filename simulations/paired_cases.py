@@ -28,15 +28,17 @@ import numpy as np
 
 from fedshift.config import load_config
 from fedshift.runconfig import RunConfig
+from fedshift.runstate import RunFolder
 from fedshift.sitework import site_worker
 
 Cases = dict[tuple[int, str, str], float]  # (seed, site, case) -> Dice
 
 
 def final_weights(run: Path) -> list[np.ndarray]:
-    last = sorted((run / "checkpoints").glob("round_*.npz"))[-1]
-    with np.load(last) as arrays:
-        return [arrays[k] for k in arrays.files]
+    state = RunFolder(run).load_checkpoint()
+    if state is None or state.weights is None:
+        raise SystemExit(f"{run} has no checkpoint")
+    return state.weights
 
 
 def score_run(run: Path, seed: int) -> tuple[Cases, Cases]:
