@@ -15,12 +15,14 @@ cases cannot tell the two methods apart.
 
 Methods are run folders of ``simulations/bench_adaptation.py`` (OUT/<method>/seed<k>) whose
 final model is the one scored (not the Bures variants). Nothing in the runs is changed.
-Writes OUT/paired_cases.json and prints a table.
+Writes OUT/paired_cases.json and prints a table; the per-case scores of each run are kept
+in OUT/paired_cases/ for the next call.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -43,7 +45,8 @@ def final_weights(run: Path) -> list[np.ndarray]:
 
 def score_run(run: Path, seed: int) -> tuple[Cases, Cases]:
     """Per-case test Dice of the run's final model: (labelled sites, target)."""
-    cfg = load_config(RunConfig, [run / "config.yaml"], [])
+    # the run's own folder, wherever it now lies: the sites' intensity maps are in it
+    cfg = dataclasses.replace(load_config(RunConfig, [run / "config.yaml"], []), out=str(run))
     final = json.loads((run / "metrics.json").read_text())["final"]
     weights = final_weights(run)
     labelled: Cases = {}
@@ -64,6 +67,24 @@ def score_run(run: Path, seed: int) -> tuple[Cases, Cases]:
         into = target if is_target else labelled
         into.update({(seed, name, case): m["dice"] for case, m in result.per_case.items()})
     return labelled, target
+
+
+def cached_scores(run: Path, seed: int, path: Path) -> tuple[Cases, Cases]:
+    """:func:`score_run`, kept in ``path`` (beside the runs, not in them) for the next call."""
+    if path.is_file() and path.stat().st_mtime > (run / "metrics.json").stat().st_mtime:
+        saved = json.loads(path.read_text())
+    else:
+        labelled, target = score_run(run, seed)
+        saved = {
+            part: [[site, case, dice] for (_, site, case), dice in cases.items()]
+            for part, cases in (("labelled", labelled), ("target", target))
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved))
+    return tuple(  # type: ignore[return-value]
+        {(seed, site, case): float(dice) for site, case, dice in saved[part]}
+        for part in ("labelled", "target")
+    )
 
 
 def paired(
@@ -95,7 +116,9 @@ def main() -> None:
             run = args.out / method / f"seed{seed}"
             if not (run / "metrics.json").is_file():
                 raise SystemExit(f"{run} holds no finished run")
-            lab, tar = score_run(run, seed)
+            lab, tar = cached_scores(
+                run, seed, args.out / "paired_cases" / f"{method}-seed{seed}.json"
+            )
             labelled.update(lab)
             target.update(tar)
             print(f"scored {run}: {len(lab)} labelled and {len(tar)} target cases", flush=True)
