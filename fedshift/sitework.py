@@ -300,11 +300,14 @@ class SiteWorker:
         server_round: int,
         samples_per_class: int = 256,
         round_id: str = "",
+        threshold: float | None = None,
     ) -> LocalStatistics:
         """This site's statistics under the global ``weights`` (usable training cases),
         seeded by the site and ``server_round``, kept in ``work_dir/shift`` for
-        :meth:`receive_reference`. Stays at the site: only its secure sum over >= 3 sites
-        and the diagnosis scalars leave (see :func:`fedshift.shift.site_stats.site_statistics`)."""
+        :meth:`receive_reference`; ``threshold``: the federation's decision threshold, where
+        the model's predictions are read. Stays at the site: only its secure sum over >= 3
+        sites and the diagnosis scalars leave (see
+        :func:`fedshift.shift.site_stats.site_statistics`)."""
         device = choose_device(self.seg.train.device)
         model = build_network(self.seg.model, seed=self.seed).to(device)
         set_weights(model, weights)
@@ -316,6 +319,7 @@ class SiteWorker:
             device,
             samples_per_class=samples_per_class,
             seed=derive_seed(self.seed, server_round),
+            threshold=threshold,
         )
         self.shift.save_local(local, round_id)
         return local

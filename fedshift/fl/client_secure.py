@@ -79,6 +79,7 @@ def handle_keys(
         int(config[keys.STATS_ROUND]),
         cfg.fed.stats_samples,
         round_id,
+        threshold=float(config[keys.THRESHOLD]) if keys.THRESHOLD in config else None,
     )
     vector = local.stats.to_vector()
     if clip_headroom(vector, secagg) > 1.0:  # site-local log; no value leaves

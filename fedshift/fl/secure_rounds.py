@@ -140,8 +140,11 @@ def secure_statistics_round(
     weights: list[np.ndarray],
     stats_round: int,
     cfg: RunConfig,
+    threshold: float | None = None,
 ) -> StatisticsRound:
-    """One secure sum of the sites' statistics under the global ``weights``.
+    """One secure sum of the sites' statistics under the global ``weights``; the sites
+    read the model's predictions at ``threshold`` (the federation's decision threshold;
+    their configured one when None).
 
     Raises
     ------
@@ -154,7 +157,9 @@ def secure_statistics_round(
     agg = AggregatorSession(round_id, secagg)
     timeout = cfg.fed.timeout_s
     arrays = to_arrays(weights)
-    config = {keys.ROUND_ID: round_id, keys.STATS_ROUND: stats_round}
+    config: dict[str, str | int | float] = {keys.ROUND_ID: round_id, keys.STATS_ROUND: stats_round}
+    if threshold is not None:
+        config[keys.THRESHOLD] = float(threshold)
     start = {n: RecordDict({keys.ARRAYS: arrays, keys.CONFIG: ConfigRecord(config)}) for n in sites}
     replies = _exchange(grid, start, keys.QUERY_SECAGG_KEYS, round_id, timeout)
     _deliver(replies, AdvertiseKeys, agg.receive_keys)
@@ -193,9 +198,15 @@ def broadcast_reference(
 
 
 def federation_round(
-    grid: Grid, sites: Mapping[int, SiteInfo], state: RunState, cfg: RunConfig
+    grid: Grid,
+    sites: Mapping[int, SiteInfo],
+    state: RunState,
+    cfg: RunConfig,
+    threshold: float | None = None,
 ) -> StatisticsRound:
-    """Secure statistics under ``state.weights`` -> reference -> diagnosis.
+    """Secure statistics under ``state.weights`` -> reference -> diagnosis. ``threshold``:
+    the decision threshold the labelled sites tuned in the last round (None before the
+    first), where every site reads the model's predictions for the diagnosis.
 
     Writes reference.npz, secure_sum.npz and diagnosis.json in ``cfg.out`` and appends a
     summary (sums only) to ``state.federation`` (metrics.json).
@@ -203,7 +214,7 @@ def federation_round(
     if state.weights is None:
         raise ValueError("federation_round needs the global weights in state.weights")
     start = time.perf_counter()
-    stats = secure_statistics_round(grid, sites, state.weights, state.last_round, cfg)
+    stats = secure_statistics_round(grid, sites, state.weights, state.last_round, cfg, threshold)
     reference = build_reference(stats.total)
     out = Path(cfg.out)
     _save_npz(out / "reference.npz", reference.to_arrays())
@@ -215,6 +226,7 @@ def federation_round(
     _write_diagnosis(out / "diagnosis.json", stats, indicators, diagnoses)
     names = {n: s.name for n, s in sites.items()}
     summary = _summary(stats, reference, names, time.perf_counter() - start)
+    summary["threshold"] = threshold
     state.federation.setdefault("statistics", []).append(summary)
     state.federation["diagnosis"] = {
         d.site: {"shift": d.shift, "evidence": d.evidence} for d in diagnoses

@@ -311,7 +311,7 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
             log.info("round %d: %s", rnd, "aligned" if align else "FedAvg (alignment waits)")
         refresh = cfg.fed.stats_every_round or align
         if cfg.fed.secure_stats and (rnd == first or refresh):
-            federation_round(grid, sites, state, cfg)
+            federation_round(grid, sites, state, cfg, threshold)
         t0 = time.perf_counter()
         state.weights, train_metrics = train_round(
             grid,
@@ -354,7 +354,7 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
         folder.save_checkpoint(state)
         folder.write_metrics(state)
     if cfg.fed.secure_stats:  # the final model's statistics: the run's shift diagnosis
-        federation_round(grid, sites, state, cfg)
+        federation_round(grid, sites, state, cfg, last_threshold(state))
     t_final = time.perf_counter()
     state.final = final_evaluation(grid, sites, state, cfg)
     if cfg.fed.secure_stats:  # the same model, each site's Bures map before the head

@@ -200,6 +200,7 @@ def site_statistics(
     samples_per_class: int,
     seed: int,
     layout: StatsLayout | None = None,
+    threshold: float | None = None,
 ) -> LocalStatistics:
     """The site's statistics over ``items`` under ``model`` (the global weights).
 
@@ -214,6 +215,9 @@ def site_statistics(
     seed : the site's seed for this round; case ``c`` samples with
         ``derive_seed(seed, crc32(c))``, so the result does not depend on item order
     layout : the federation's vector layout (default: ``StatsLayout(cfg.model.feat_dim)``)
+    threshold : where the model's lesion probability becomes a predicted lesion (the
+        population and annotation descriptors, Dice, volume bias): the federation's tuned
+        decision threshold; ``cfg.eval.threshold`` when None (before any round tuned one)
 
     The intensity histogram is of the standard preprocessing; the model sees what training
     sees (intensity-mapped when ``cache`` has a map).
@@ -225,6 +229,7 @@ def site_statistics(
     if samples_per_class < 1:
         raise ValueError(f"samples_per_class must be >= 1, got {samples_per_class}")
     layout = layout or StatsLayout(cfg.model.feat_dim)
+    cut = cfg.eval.threshold if threshold is None else float(threshold)
     total = SiteStatistics.zeros(layout)
     dices, label_ml, pred_ml = [], 0.0, 0.0
     rows: dict[str, list[dict[str, float]]] = {family: [] for family in desc.FAMILIES}
@@ -242,7 +247,7 @@ def site_statistics(
         keep = _report_subset(samples[1], len(samples[0]), REPORT_SAMPLES)
         kept.append(samples[0][keep])
         kept_labels.append(np.full(keep.size, -1) if samples[1] is None else samples[1][keep])
-        pred = (prob >= cfg.eval.threshold) & pre.mask
+        pred = (prob >= cut) & pre.mask
         described = case_descriptors(item, pre.mask, pred, label, pre.zooms, cache)
         for family, values in described.items():
             rows[family].append(values)

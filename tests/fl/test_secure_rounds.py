@@ -73,10 +73,13 @@ def _site_stats(seed: int, labelled: bool, shift: float = 0.0) -> LocalStatistic
 class StubWorker:
     """Stands in for :class:`fedshift.sitework.SiteWorker`: fixed statistics, real measure."""
 
-    def __init__(self, name: str, local: LocalStatistics) -> None:
-        self.name, self.local = name, local
+    def __init__(self, name: str, local: LocalStatistics, seen: list) -> None:
+        self.name, self.local, self.seen = name, local, seen
 
-    def statistics(self, weights, server_round, samples_per_class, round_id) -> LocalStatistics:
+    def statistics(
+        self, weights, server_round, samples_per_class, round_id, threshold=None
+    ) -> LocalStatistics:
+        self.seen.append((self.name, threshold))  # the threshold the coordinator sent
         return self.local
 
     def receive_reference(self, reference, round_id) -> SiteIndicators:
@@ -131,9 +134,11 @@ def federation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     grid = LocalGrid(cfg, names)
     node_of_context = {id(c): n for n, c in grid.contexts.items()}
 
+    grid.thresholds = []  # (site, threshold) per statistics call
+
     def make_worker(context: Context, defaults=None) -> StubWorker:
         name = names[node_of_context[id(context)]]
-        return StubWorker(name, local[name])
+        return StubWorker(name, local[name], grid.thresholds)
 
     monkeypatch.setattr(client_secure, "make_worker", make_worker)
     sites = {n: SiteInfo(n, name, "A", name != "t", 3, 3) for n, name in names.items()}
@@ -204,3 +209,14 @@ def test_federation_round_writes_reference_and_diagnosis(federation) -> None:
     text = json.dumps(state.federation) + (out / "diagnosis.json").read_text()
     for v in local.values():  # no site's own histogram appears
         assert json.dumps(v.stats.intensity.tolist()) not in text
+
+
+def test_sites_read_predictions_at_the_federation_threshold(federation) -> None:
+    cfg, grid, sites, _ = federation
+    state = RunState(weights=[np.zeros(2, np.float32)])
+    federation_round(grid, sites, state, cfg)  # before any round tuned one
+    federation_round(grid, sites, state, cfg, threshold=0.3)
+    first, second = grid.thresholds[:4], grid.thresholds[4:]
+    assert sorted(first) == [(n, None) for n in "abct"]
+    assert sorted(second) == [(n, 0.3) for n in "abct"]
+    assert [s["threshold"] for s in state.federation["statistics"]] == [None, 0.3]

@@ -89,6 +89,24 @@ def test_unlabelled_site_statistics(local: dict) -> None:
     assert t.stats.embeddings["background"].n == 0 and t.stats.lesion_count.sum() == 0
 
 
+def test_predictions_are_read_at_the_given_threshold(
+    sites: dict[str, Path], model, tmp_path: Path
+) -> None:
+    items = site_items(discover_site(sites["a"]), "train")
+    cache = PreprocessCache(tmp_path / "a", CFG.preprocess)
+
+    def at(threshold: float | None):
+        return site_statistics(
+            model, items, cache, CFG, torch.device("cpu"), samples_per_class=SAMPLES, seed=7,
+            threshold=threshold,
+        )  # fmt: skip
+
+    nothing, everything = at(1.01), at(0.0)  # no voxel predicted / every brain voxel
+    assert nothing.dice == 0.0 and np.isnan(nothing.volume_bias)  # nothing to compare with
+    assert -1 < everything.volume_bias < 0 < everything.dice  # far more predicted than labelled
+    assert at(None).dice == at(CFG.eval.threshold).dice
+
+
 def test_seeded(sites: dict[str, Path], model, local: dict, tmp_path: Path) -> None:
     again = _stats(sites["b"], model, tmp_path)
     np.testing.assert_array_equal(again.stats.to_vector(), local["b"].stats.to_vector())
