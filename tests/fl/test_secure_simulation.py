@@ -81,13 +81,19 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[str], Path, str]
 
 @pytest.fixture(scope="module")
 def plain(run: tuple[list[str], Path, str]) -> dict[str, np.ndarray]:
-    """Each site's statistics computed directly, with the weights and the intensity map of
-    the last statistics round (after round 1: the final model), in another work folder."""
+    """Each site's statistics computed directly, with the weights, the intensity map and the
+    decision threshold of the last statistics round (after round 1: the final model), in
+    another work folder."""
     args, out, _ = run
     cfg = resolve_sites(load_config(RunConfig, [CONFIG_DIR / "default.yaml"], args))
     state = RunFolder(out).load_checkpoint()
     assert state is not None and state.last_round == 1
     cfg = replace(cfg, out=str(out.parent / "plain"))
+    # the decision threshold the coordinator sent with the last statistics round
+    threshold = json.loads((out / "metrics.json").read_text())["federation"]["statistics"][-1][
+        "threshold"
+    ]
+    assert threshold is not None  # after round 1: the threshold its validation tuned
     for p in cfg.all_sites:  # each site's own intensity map, fitted in the run
         name = Path(p).name
         shutil.copytree(
@@ -98,7 +104,7 @@ def plain(run: tuple[list[str], Path, str]) -> dict[str, np.ndarray]:
     try:
         return {
             Path(p).name: site_worker(cfg, p)
-            .statistics(state.weights, 1, cfg.fed.stats_samples)
+            .statistics(state.weights, 1, cfg.fed.stats_samples, threshold=threshold)
             .stats.to_vector()
             for p in cfg.all_sites
         }
