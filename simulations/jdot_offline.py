@@ -26,9 +26,9 @@ import time
 from pathlib import Path
 
 from fedshift.config import load_config
+from fedshift.model.config import JDOTConfig
 from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunFolder
-from fedshift.shift.jdot import JDOTConfig
 from fedshift.sitework import site_worker
 
 

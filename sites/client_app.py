@@ -2,6 +2,10 @@
 
 A hospital's SuperNode loads ``sites.client_app:app`` and passes its data folder as node
 config ``data-path`` (optionally ``work-dir``).
+
+A SuperNode starts a fresh ClientApp process for every message, so this module imports
+only what the light secure-aggregation steps need; :mod:`fedshift.fl.client` (torch, MONAI:
+several seconds to import) is imported by the handlers that train or evaluate.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 
-from fedshift.fl import client, client_secure, keys
+from fedshift.fl import client_secure, keys
 
 
 def make_client_app(defaults: Mapping[str, Any] | None = None) -> ClientApp:
@@ -21,14 +25,20 @@ def make_client_app(defaults: Mapping[str, Any] | None = None) -> ClientApp:
 
     @app.query(keys.READINESS_HANDLER)
     def readiness(msg: Message, context: Context) -> Message:
+        from fedshift.fl import client
+
         return client.handle_readiness(msg, context, defaults)
 
     @app.train()
     def train(msg: Message, context: Context) -> Message:
+        from fedshift.fl import client
+
         return client.handle_train(msg, context, defaults)
 
     @app.evaluate()
     def evaluate(msg: Message, context: Context) -> Message:
+        from fedshift.fl import client
+
         return client.handle_evaluate(msg, context, defaults)
 
     # secure statistics rounds and the reference (only sent when fed.secure_stats is on)

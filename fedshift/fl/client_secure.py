@@ -14,14 +14,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 from fedshift.errors import SecureAggregationError
 from fedshift.fl import keys
-from fedshift.fl.client import make_worker
 from fedshift.fl.records import from_arrays, run_config, site_record
 from fedshift.shift.reference import Reference
 from fedshift.shift.secure import (
@@ -30,7 +29,9 @@ from fedshift.shift.secure import (
     SiteSession,
     UnmaskRequest,
 )
-from fedshift.shift.site_stats import clip_headroom
+
+if TYPE_CHECKING:
+    from fedshift.sitework import SiteWorker
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,14 @@ def _reply(msg: Message, payload: Mapping[str, Any], **arrays: np.ndarray) -> Me
     if arrays:
         content[keys.SECAGG_VALUES] = ArrayRecord({k: Array(v) for k, v in arrays.items()})
     return Message(content, reply_to=msg)
+
+
+def make_worker(context: Context, defaults: Mapping[str, Any] | None = None) -> SiteWorker:
+    """:func:`fedshift.fl.client.make_worker`, imported when a step needs the site's data:
+    it brings torch and MONAI, and the key, share and unmask steps start without them."""
+    from fedshift.fl import client
+
+    return client.make_worker(context, defaults)
 
 
 def _session(context: Context, round_id: str) -> SiteSession:
@@ -69,6 +78,8 @@ def handle_keys(
     msg: Message, context: Context, defaults: Mapping[str, Any] | None = None
 ) -> Message:
     """Step 0: compute the statistics under the global weights, keep them, advertise keys."""
+    from fedshift.shift.site_stats import clip_headroom  # torch: only the steps that need it
+
     cfg = run_config(context, defaults)
     worker = make_worker(context, defaults)
     config = msg.content.config_records[keys.CONFIG]

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fedshift.errors import ConfigError
-from fedshift.shift.jdot import JDOTConfig
 
 #: normalisation layers of the network, by config name (MONAI ``Norm`` factory arguments)
 NORMS: dict[str, tuple[str, dict[str, object]]] = {
@@ -27,6 +26,68 @@ BLEND_MODES: tuple[str, ...] = ("gaussian", "constant")
 def _check(ok: bool, key: str, value: object, expect: str) -> None:
     if not ok:
         raise ConfigError(f"{key}={value!r} is invalid: expected {expect}")
+
+
+#: coupling solvers of the alignment loss (:func:`fedshift.shift.jdot.coupling`)
+SOLVERS = ("emd", "sinkhorn", "unbalanced", "partial")
+
+
+@dataclass(frozen=True)
+class JDOTConfig:
+    """Settings of the alignment loss (``seg.align`` in a run config).
+
+    Attributes
+    ----------
+    weight : weight of the JDOT term in a labelled site's loss. With 1.0 and a reference of
+        the untrained model the term overwhelmed the supervised loss
+        (runs/bench-adaptation/fedshift-v0: Dice ~0.02)
+    unlabelled_lr_scale : a site without labels trains on the term alone, where AdamW
+        ignores its weight: its learning rate is ``train.lr`` times this instead
+    alpha : weight of the embedding distance (per feature). Pulling embeddings onto
+        samples of a Gaussian moved background voxels into the lesion class: see
+        ``docs/jdot-offline.md`` for the measurements behind 0.1
+    lam : weight of the label cost
+    n_voxels : embeddings of the batch coupled per step (sampled in the brain)
+    n_reference : reference samples per step
+    lesion_fraction : the most lesion voxels (labelled, or predicted where there are no
+        labels) a coupling holds, as a share of ``n_voxels``; the reference matches the
+        share that was drawn
+    solver : one of :data:`SOLVERS`
+    reg : entropic regularisation (``sinkhorn``, ``unbalanced``), on a cost scaled to max 1
+    reg_m : marginal relaxation (``unbalanced``)
+    mass : transported mass (``partial``), in (0, 1]
+    """
+
+    weight: float = 0.1
+    unlabelled_lr_scale: float = 0.1
+    alpha: float = 0.1
+    lam: float = 1.0
+    n_voxels: int = 256
+    n_reference: int = 256
+    lesion_fraction: float = 0.01
+    solver: str = "emd"
+    reg: float = 0.05
+    reg_m: float = 1.0
+    mass: float = 0.9
+
+    def validate(self) -> None:
+        if self.solver not in SOLVERS:
+            raise ConfigError(f"seg.align.solver={self.solver!r}; valid: {', '.join(SOLVERS)}")
+        checks = {
+            "weight": self.weight >= 0,
+            "unlabelled_lr_scale": self.unlabelled_lr_scale > 0,
+            "alpha": self.alpha >= 0,
+            "lam": self.lam >= 0,
+            "n_voxels": self.n_voxels >= 2,
+            "n_reference": self.n_reference >= 2,
+            "lesion_fraction": 0 <= self.lesion_fraction < 1,
+            "reg": self.reg > 0,
+            "reg_m": self.reg_m > 0,
+            "mass": 0 < self.mass <= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"seg.align.{name}={getattr(self, name)!r} is out of range")
 
 
 @dataclass(frozen=True)

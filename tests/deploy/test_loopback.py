@@ -34,6 +34,8 @@ RUN_CONFIG = (
     "fed.secure_stats=true fed.stats_samples=32 "
     "seg.train.batch_size=1 seg.eval.sw_batch_size=1 seg.train.patch_size='json:[16, 16, 16]' "
 )
+#: ~15 messages per site, each in a fresh ClientApp process: 5-15 min on a 2-core machine
+RUN_TIMEOUT_S = 1800
 
 
 def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> str:
@@ -140,21 +142,28 @@ def test_loopback_deployment(tmp_path: Path) -> None:
 
         env = flower_env(tmp_path / "state" / "flwr-home")
         out = tmp_path / "run"
-        run = subprocess.run(
-            [
-                "flwr",
-                "run",
-                str(ROOT),
-                "fedshift",
-                "--stream",
-                "--run-config",
-                RUN_CONFIG + f"out='{out}'",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        try:  # each message starts a ClientApp process per site: slow on 2 busy cores
+            run = subprocess.run(
+                [
+                    "flwr",
+                    "run",
+                    str(ROOT),
+                    "fedshift",
+                    "--stream",
+                    "--run-config",
+                    RUN_CONFIG + f"out='{out}'",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=RUN_TIMEOUT_S,
+            )
+        except subprocess.TimeoutExpired as exc:  # show how far the ServerApp got
+            streamed = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout
+            raise AssertionError(
+                f"flwr run did not finish in {RUN_TIMEOUT_S} s; its last output:\n"
+                f"{(streamed or '')[-4000:]}"
+            ) from None
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
         metrics = json.loads((out / "metrics.json").read_text())
         assert set(metrics["rounds"][0]["sites"]) == set(ENROLLED)

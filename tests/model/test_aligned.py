@@ -12,10 +12,9 @@ from mri_fixtures import make_site
 
 from fedshift.data.layout import discover_site, site_items
 from fedshift.model.aligned import AlignedTrainer
-from fedshift.model.config import ModelConfig, PreprocessConfig, SegConfig, TrainConfig
+from fedshift.model.config import JDOTConfig, ModelConfig, PreprocessConfig, SegConfig, TrainConfig
 from fedshift.model.network import build_network, fold_affine_into_head
 from fedshift.model.pooled_jdot import PooledJDOTTrainer
-from fedshift.shift.jdot import JDOTConfig
 from fedshift.shift.reference import build_reference
 from fedshift.shift.stats import SiteStatistics, StatsLayout, embedding_stats
 

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from fedshift.model.aligned import AlignedTrainer
-from fedshift.model.config import SegConfig
+from fedshift.model.config import JDOTConfig, SegConfig
 from fedshift.model.data import split_train_val
 from fedshift.model.trainer import SiteTrainer
-from fedshift.shift.jdot import JDOTConfig, coupling
+from fedshift.shift.jdot import coupling
 from fedshift.shift.reference import build_reference
 from fedshift.shift.stats import SiteStatistics, StatsLayout, embedding_stats
 
