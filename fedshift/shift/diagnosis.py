@@ -106,8 +106,9 @@ class DiagnosisConfig:
     population_effect : population counts as shifted when the site's predicted lesion
         load differs from the rest's by at least this many standard deviations (absolute
         value). On the four scenario runs (``runs/diag2-*``) unshifted sites reached at
-        most 0.79 and shifted ones at least 1.36; 1.0 was set after seeing them, so a
-        fresh seed is its real test.
+        most 0.79 and shifted ones at least 1.36; 1.0 was set after seeing them. On a
+        fresh seed (``runs/diag3-seed1``) a planted site landed at +1.00 and an unshifted
+        one at -0.86: the margin is thin.
     """
 
     threshold: float = 0.5
