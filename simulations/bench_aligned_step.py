@@ -4,7 +4,8 @@ Same site, same model, same patches, same process: a :class:`SiteTrainer` and an
 :class:`AlignedTrainer` (reference: a run's broadcast ``reference.npz``) train
 ``--steps`` steps each, alternating, ``--repeats`` times after a warm-up; prints the
 median and best seconds per step and the ratios aligned / plain. The goal for JDOT is a
-ratio <= 1.15.
+ratio <= 1.15. ``--breakdown`` then times the parts of one JDOT term on a fixed batch
+(waiting for the device after each part), to show where an aligned step's extra time goes.
 
     python simulations/bench_aligned_step.py runs/data/default-seed0/site0 \\
         runs/bench-adaptation/fedshift/seed0/reference.npz --steps 10 --repeats 3
@@ -22,8 +23,11 @@ import numpy as np
 from fedshift.config import CONFIG_DIR, load_config
 from fedshift.data.layout import discover_site, site_items
 from fedshift.model.aligned import AlignedTrainer
-from fedshift.model.trainer import SiteTrainer
+from fedshift.model.data import IMAGE_KEY, LABEL_KEY, train_loader
+from fedshift.model.preprocess import MASK_KEY
+from fedshift.model.trainer import SiteTrainer, batch_to_device
 from fedshift.runconfig import RunConfig
+from fedshift.shift.jdot import coupling, jdot_cost, matched_lesion_count, sample_by_class
 from fedshift.shift.reference import Reference
 
 
@@ -33,6 +37,42 @@ def seconds_per_step(trainer: SiteTrainer, steps: int, round_index: int) -> floa
     return (time.perf_counter() - start) / steps
 
 
+def breakdown(trainer: AlignedTrainer, repeats: int = 20) -> None:
+    """Milliseconds per call of each part of the JDOT term, on one batch of ``trainer``."""
+    import torch
+
+    align, device = trainer.cfg.align, trainer.device
+    loader = train_loader(trainer.dataset, trainer.cfg.train, 1, 0, pin_memory=False)
+    batch = batch_to_device(next(iter(loader)), device)
+    with torch.no_grad():
+        features = trainer.model.features(batch[IMAGE_KEY])
+    head = trainer.model.f
+    weight, bias = head.weight.reshape(head.out_channels, -1), head.bias
+
+    def wait() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    parts: dict[str, list[float]] = {}
+    for _ in range(repeats + 2):  # the first two warm up
+        marks = [time.perf_counter()]
+        x, x_cls, x_les = sample_by_class(
+            features, batch[LABEL_KEY], batch[MASK_KEY], align.n_voxels, align.lesion_fraction
+        )
+        wait(); marks.append(time.perf_counter())  # fmt: skip
+        n_les = matched_lesion_count(align.n_reference, x_les, len(x_cls))
+        r, y = trainer.sampler.draw(align.n_reference, n_les)
+        wait(); marks.append(time.perf_counter())  # fmt: skip
+        cost = jdot_cost(x, weight, bias, r, y, align.alpha, align.lam)
+        wait(); marks.append(time.perf_counter())  # fmt: skip
+        coupling(cost, align)
+        wait(); marks.append(time.perf_counter())  # fmt: skip
+        for name, a, b in zip(("voxel draw", "reference draw", "cost", "coupling"), marks, marks[1:]):
+            parts.setdefault(name, []).append(1e3 * (b - a))
+    line = ", ".join(f"{k} {statistics.median(v[2:]):.2f}" for k, v in parts.items())
+    print(f"  JDOT term parts on {device} (ms, median of {repeats}): {line}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("site", type=Path)
@@ -40,6 +80,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path("runs/cache"))
+    parser.add_argument("--breakdown", action="store_true", help="time the JDOT term's parts")
     parser.add_argument("overrides", nargs="*", help="run config overrides (seg.*)")
     args = parser.parse_intermixed_args()  # overrides may follow the options
     cfg = load_config(RunConfig, [CONFIG_DIR / "default.yaml"], args.overrides).seg
@@ -71,7 +112,9 @@ def main() -> None:
         print(f"  {name} / plain: {med:.3f} (median), {best:.3f} (best)")
     align = cfg.align
     print(f"  JDOT: {align.n_voxels} voxels x {align.n_reference} references, solver "
-          f"{align.solver}")  # fmt: skip
+          f"{align.solver}, device {trainers['jdot'].device}")  # fmt: skip
+    if args.breakdown:
+        breakdown(trainers["jdot"])
 
 
 if __name__ == "__main__":

@@ -23,11 +23,11 @@ from fedshift.model.preprocess import MASK_KEY
 from fedshift.model.trainer import SiteTrainer
 from fedshift.shift.intensity import IntensityMap
 from fedshift.shift.jdot import (
+    ReferenceSampler,
     jdot_loss,
     matched_lesion_count,
     sample_by_class,
     sample_embeddings,
-    sample_reference,
 )
 from fedshift.shift.moments import moment_loss
 from fedshift.shift.reference import Reference
@@ -72,11 +72,17 @@ class AlignedTrainer(SiteTrainer):
             raise ValueError("the reference holds no embedding Gaussian to align to")
         self.reference, self.method, self.background = reference, method, background
         self.labelled = any(LABEL_KEY in item for item in items_train)
-        self.last_mass = 0.0
+        self._last_mass: torch.Tensor | float = 0.0
         self.label_threshold = float(threshold)
         super().__init__(
             cfg, items_train, items_val, cache_dir, device, seed, intensity_map=intensity_map
         )
+        self.sampler = ReferenceSampler(reference.gaussians, self.device)
+
+    @property
+    def last_mass(self) -> float:
+        """Mass the last JDOT coupling moved (read on demand: it waits for the device)."""
+        return float(self._last_mass)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         """AdamW; at ``seg.align.unlabelled_lr_scale`` times the rate without labels."""
@@ -107,15 +113,13 @@ class AlignedTrainer(SiteTrainer):
         else:
             prob = torch.softmax(logits.detach(), dim=1)[:, 1:2]
             classes = (prob >= self.label_threshold).float()
-        x, x_classes = sample_by_class(
+        x, x_classes, x_lesions = sample_by_class(
             features, classes, batch[MASK_KEY], align.n_voxels, align.lesion_fraction
         )
-        n_lesion = matched_lesion_count(align.n_reference, x_classes)
-        r, y = sample_reference(
-            self.reference.gaussians, align.n_reference, n_lesion, None, x.device
-        )
+        n_lesion = matched_lesion_count(align.n_reference, x_lesions, len(x_classes))
+        r, y = self.sampler.draw(align.n_reference, n_lesion)
         head = self.model.f
-        loss, self.last_mass = jdot_loss(
+        loss, self._last_mass = jdot_loss(
             x, head.weight.reshape(head.out_channels, -1), head.bias, r, y, align
         )
         return loss

@@ -79,15 +79,15 @@ class PooledJDOTTrainer(SiteTrainer):
         target = batch_to_device(next(self._target_batches), self.device)
         t_features = self.model.features(target[IMAGE_KEY])
         t_prob = torch.softmax(self.model.head(t_features).detach(), dim=1)[:, 1:2]
-        x, x_classes = sample_by_class(
+        x, x_classes, x_lesions = sample_by_class(
             t_features,
             (t_prob >= self.target_threshold).float(),
             target[MASK_KEY],
             align.n_voxels,
             align.lesion_fraction,
         )
-        n_lesion = matched_lesion_count(align.n_reference, x_classes)
-        source, source_classes = sample_by_class(
+        n_lesion = matched_lesion_count(align.n_reference, x_lesions, len(x_classes))
+        source, source_classes, _ = sample_by_class(
             features,
             batch[LABEL_KEY],
             batch[MASK_KEY],

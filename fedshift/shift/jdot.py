@@ -50,6 +50,67 @@ from fedshift.model.config import JDOTConfig
 from fedshift.shift.stats import Gaussian
 
 
+class ReferenceSampler:
+    """Draws reference embeddings from the reference's class-conditional Gaussians.
+
+    The means and Cholesky factors are computed once and kept on ``device``, so a
+    training step draws there without a host round trip (on a GPU the per-step draw on
+    the CPU and its copy weighed on the aligned step's cost: docs/gpu-check.md).
+
+    Parameters
+    ----------
+    gaussians : class -> Gaussian; a ``"background"`` (or unconditional ``"all"``) one is
+        required, a ``"lesion"`` one optional
+    device : where the samples are drawn and returned
+    """
+
+    def __init__(self, gaussians: Mapping[str, Gaussian], device: torch.device | str = "cpu"):
+        background = gaussians.get("background", gaussians.get("all"))
+        if background is None:
+            raise ValueError("the reference has no background (or unconditional) Gaussian")
+        self.device = torch.device(device)
+        self._factors = {0: self._factor(background)}
+        if gaussians.get("lesion") is not None:
+            self._factors[1] = self._factor(gaussians["lesion"])
+
+    def _factor(self, gauss: Gaussian) -> tuple[torch.Tensor, torch.Tensor]:
+        mean = torch.as_tensor(gauss.mean, dtype=torch.float64)
+        chol = torch.linalg.cholesky(torch.as_tensor(gauss.cov, dtype=torch.float64))
+        return mean.float().to(self.device), chol.T.float().to(self.device)
+
+    @property
+    def has_lesion(self) -> bool:
+        return 1 in self._factors
+
+    def draw(
+        self, n: int, n_lesion: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` samples, ``n_lesion`` of them from the lesion Gaussian (none without one),
+        the rest from the background one.
+
+        ``generator`` None draws from torch's global generator on the device (seeded per
+        round by the trainer); a given generator draws where it lives.
+
+        Returns
+        -------
+        samples : (n, F) float32 tensor on the device
+        labels : (n,) int64 tensor on the device
+        """
+        if not 0 <= n_lesion <= n:
+            raise ValueError(f"n_lesion={n_lesion} must lie in [0, {n}]")
+        n_lesion = n_lesion if self.has_lesion else 0
+        parts, labels = [], []
+        for label, count in ((0, n - n_lesion), (1, n_lesion)):
+            if count == 0:
+                continue
+            mean, chol_t = self._factors[label]
+            where = self.device if generator is None else generator.device
+            z = torch.randn(count, mean.numel(), generator=generator, device=where)
+            parts.append(mean + z.to(self.device) @ chol_t)
+            labels.append(torch.full((count,), label, dtype=torch.int64, device=self.device))
+        return torch.cat(parts), torch.cat(labels)
+
+
 def sample_reference(
     gaussians: Mapping[str, Gaussian],
     n: int,
@@ -57,35 +118,8 @@ def sample_reference(
     generator: torch.Generator | None = None,
     device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n`` reference embeddings and their classes (1 lesion, 0 background).
-
-    ``n_lesion`` from the lesion Gaussian (none without one), the rest from the background
-    Gaussian (or the unconditional ``"all"`` one).
-
-    Returns
-    -------
-    samples : (n, F) float32 tensor on ``device``
-    labels : (n,) int64 tensor on ``device``
-    """
-    background = gaussians.get("background", gaussians.get("all"))
-    if background is None:
-        raise ValueError("the reference has no background (or unconditional) Gaussian")
-    if not 0 <= n_lesion <= n:
-        raise ValueError(f"n_lesion={n_lesion} must lie in [0, {n}]")
-    n_lesion = n_lesion if "lesion" in gaussians else 0
-    parts, labels = [], []
-    for gauss, count, label in (
-        (background, n - n_lesion, 0),
-        (gaussians.get("lesion"), n_lesion, 1),
-    ):
-        if count == 0 or gauss is None:
-            continue
-        mean = torch.as_tensor(gauss.mean, dtype=torch.float64)
-        chol = torch.linalg.cholesky(torch.as_tensor(gauss.cov, dtype=torch.float64))
-        z = torch.randn(count, mean.numel(), generator=generator, dtype=torch.float64)
-        parts.append(mean + z @ chol.T)
-        labels.append(torch.full((count,), label, dtype=torch.int64))
-    return torch.cat(parts).float().to(device), torch.cat(labels).to(device)
+    """One draw of :class:`ReferenceSampler` (a trainer keeps the sampler instead)."""
+    return ReferenceSampler(gaussians, device).draw(n, n_lesion, generator)
 
 
 def coupling(cost: torch.Tensor | np.ndarray, cfg: JDOTConfig) -> torch.Tensor:
@@ -109,7 +143,11 @@ def coupling(cost: torch.Tensor | np.ndarray, cfg: JDOTConfig) -> torch.Tensor:
     b = torch.full((m,), 1.0 / m, dtype=torch.float64, device=cost.device)
     scaled = cost / cost.max().clamp_min(1e-12)
     if cfg.solver == "sinkhorn":
-        return ot.sinkhorn(a, b, scaled, cfg.reg)
+        # POT's default (Knopp) solver tests u and v for NaN at every iteration, each test a
+        # wait for the GPU (9.7 ms per coupling on an H100, docs/gpu-check.md); the
+        # log-domain one tests convergence every 10th iteration and solves the same problem
+        method = "sinkhorn_log" if scaled.is_cuda else "sinkhorn"
+        return ot.sinkhorn(a, b, scaled, cfg.reg, method=method)
     return ot.unbalanced.sinkhorn_unbalanced(a, b, scaled, cfg.reg, cfg.reg_m)
 
 
@@ -145,25 +183,49 @@ def jdot_loss(
 ) -> tuple[torch.Tensor, float]:
     """``sum_ij gamma_ij C_ij`` with ``gamma`` solved on the detached cost.
 
-    Returns the loss (0-d, differentiable) and the mass the coupling moved.
+    Returns the loss (0-d, differentiable) and the mass the coupling moved (0-d tensor on
+    the cost's device: reading it as a float waits for the device, so callers do that
+    only when they report it).
     """
     cost = jdot_cost(features, weight, bias, reference, labels, cfg.alpha, cfg.lam)
     plan = coupling(cost, cfg)
-    return (plan.to(cost.dtype) * cost).sum(), float(plan.sum())
+    return (plan.to(cost.dtype) * cost).sum(), plan.sum().detach()
+
+
+def _random_keys(n: int, device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
+    """``n`` uniform keys on ``device``: the ``k`` largest among a set of rows are a uniform
+    draw of ``k`` of them without replacement (no host round trip, unlike ``randperm`` of
+    the indices that ``nonzero`` returns)."""
+    where = device if generator is None else generator.device
+    return torch.rand(n, generator=generator, device=where).to(device)
+
+
+def _rows(features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Embeddings (N, F) of a batch (B, F, D, H, W) at flat voxel indices (N,) (batch-major,
+    as ``mask.reshape(-1)`` counts them), gathered without copying the whole batch."""
+    b, f = features.shape[:2]
+    view = features.reshape(b, f, -1)
+    return view[index // view.shape[2], :, index % view.shape[2]]
+
+
+def _pick(keys: torch.Tensor, where: torch.Tensor, k: int) -> torch.Tensor:
+    """Indices of ``k`` random rows among those where ``where`` is set (``k`` at most their
+    count)."""
+    return torch.topk(torch.where(where, keys, -1.0), k, sorted=False).indices
 
 
 def sample_embeddings(
     features: torch.Tensor, mask: torch.Tensor, n: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
     """Up to ``n`` embeddings (rows) of a batch (B, F, D, H, W) where ``mask`` (B, 1, ...)
-    is set, uniformly without replacement (``generator`` None: torch's global one); keeps
-    the gradient."""
-    flat = features.permute(0, 2, 3, 4, 1).reshape(-1, features.shape[1])
-    inside = torch.nonzero(mask.reshape(-1) > 0.5).squeeze(1)
-    if inside.numel() == 0:
-        inside = torch.arange(flat.shape[0], device=flat.device)
-    pick = torch.randperm(inside.numel(), generator=generator)[:n].to(inside.device)
-    return flat[inside[pick]]
+    is set (all of them when none is), uniformly without replacement (``generator`` None:
+    torch's global one on the features' device); keeps the gradient."""
+    inside = mask.reshape(-1).to(features.device) > 0.5
+    count = int(inside.sum())  # the one wait for the device
+    if count == 0:
+        inside, count = torch.ones_like(inside), inside.numel()
+    keys = _random_keys(inside.numel(), features.device, generator)
+    return _rows(features, _pick(keys, inside, min(n, count)))
 
 
 def sample_by_class(
@@ -173,29 +235,36 @@ def sample_by_class(
     n: int,
     lesion_fraction: float,
     generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Up to ``n`` embeddings of a batch (B, F, D, H, W) inside ``mask``, per class:
     lesion voxels (``classes`` (B, 1, ...) set) up to ``round(n * lesion_fraction)`` of
-    them, background for the rest; keeps the gradient.
+    them, background for the rest; uniformly without replacement within each class
+    (``generator`` None: torch's global one on the features' device); keeps the gradient.
 
-    Returns the rows (N, F) and their classes (N,) int64, lesions first.
+    One host round trip (the two class counts), so a GPU step waits only once.
+
+    Returns the rows (N, F), their classes (N,) int64 (lesions first) and the number of
+    lesion rows.
     """
-    flat = features.permute(0, 2, 3, 4, 1).reshape(-1, features.shape[1])
-    inside = mask.reshape(-1) > 0.5
-    if not bool(inside.any()):
+    device = features.device
+    inside = mask.reshape(-1).to(device) > 0.5
+    lesion = classes.reshape(-1).to(device) > 0.5
+    n_inside, n_lesion_inside = torch.stack([inside.sum(), (inside & lesion).sum()]).tolist()
+    if n_inside == 0:
         inside = torch.ones_like(inside)
-    lesion = classes.reshape(-1).to(inside.device) > 0.5
-    rows, labels = [], []
-    n_lesion = round(n * lesion_fraction)
-    for label, where, count in ((1, inside & lesion, n_lesion), (0, inside & ~lesion, None)):
-        index = torch.nonzero(where).squeeze(1)
-        take = min(index.numel(), n - sum(len(r) for r in rows) if count is None else count)
-        pick = torch.randperm(index.numel(), generator=generator)[:take].to(index.device)
-        rows.append(flat[index[pick]])
-        labels.append(torch.full((take,), label, dtype=torch.int64, device=flat.device))
-    return torch.cat(rows), torch.cat(labels)
+        n_inside, n_lesion_inside = inside.numel(), int(lesion.sum())
+    keys = _random_keys(inside.numel(), device, generator)
+    n_lesion = min(n_lesion_inside, round(n * lesion_fraction))
+    n_background = min(n_inside - n_lesion_inside, n - n_lesion)
+    index = torch.cat(
+        [_pick(keys, inside & lesion, n_lesion), _pick(keys, inside & ~lesion, n_background)]
+    )
+    labels = torch.zeros(n_lesion + n_background, dtype=torch.int64, device=device)
+    labels[:n_lesion] = 1
+    return _rows(features, index), labels, n_lesion
 
 
-def matched_lesion_count(n_reference: int, classes: torch.Tensor) -> int:
-    """Lesion references for a coupling whose batch side has ``classes``: the same share."""
-    return round(n_reference * float((classes == 1).float().mean())) if classes.numel() else 0
+def matched_lesion_count(n_reference: int, n_lesion: int, n_drawn: int) -> int:
+    """Lesion references for a coupling whose batch side drew ``n_lesion`` lesion rows of
+    ``n_drawn``: the same share."""
+    return round(n_reference * n_lesion / n_drawn) if n_drawn else 0

@@ -68,5 +68,8 @@ def test_sinkhorn_coupling_stays_on_the_gpu() -> None:
     plan = coupling(cost, JDOTConfig(solver="sinkhorn", reg=0.05))
     assert plan.is_cuda and plan.shape == (300, 200)
     torch.testing.assert_close(plan.sum(1), torch.full_like(plan[:, 0], 1 / 300), atol=1e-6, rtol=0)
+    # the GPU's log-domain solver and the CPU's Knopp solver solve the same problem
+    on_cpu = coupling(cost.cpu(), JDOTConfig(solver="sinkhorn", reg=0.05))
+    torch.testing.assert_close(plan.cpu(), on_cpu, rtol=1e-3, atol=1e-9)
     exact = coupling(cost, JDOTConfig(solver="emd"))
     assert exact.is_cuda and float(exact.sum()) == pytest.approx(1.0)

@@ -62,7 +62,7 @@ def test_jdot_loss_decreases_the_ot_cost_between_shifted_clouds() -> None:
         loss, mass = jdot_loss(x, w, b, r, y, cfg)
         loss.backward()
         opt.step()
-    assert mass == pytest.approx(1.0)
+    assert float(mass) == pytest.approx(1.0)
     assert w2() < 0.2 * before
 
 
@@ -126,12 +126,30 @@ def test_sample_by_class_caps_lesions_and_the_reference_matches_the_mix() -> Non
     classes = torch.zeros_like(mask)
     classes[..., 4:6, 4:6, 4:6] = 1  # 8 lesion voxels inside the brain
     classes[..., 0, 0, 0] = 1  # outside: never drawn
-    rows, labels = sample_by_class(feats, classes, mask, 100, 0.5, gen)
-    assert rows.shape == (100, 3) and int(labels.sum()) == 8  # all 8, fewer than the cap 50
+    rows, labels, n_lesion = sample_by_class(feats, classes, mask, 100, 0.5, gen)
+    assert rows.shape == (100, 3) and int(labels.sum()) == n_lesion == 8  # all 8 < cap 50
+    assert len({tuple(r.tolist()) for r in rows}) == 100  # without replacement
     flat = feats.permute(0, 2, 3, 4, 1).reshape(-1, 3)
     lesion_rows = flat[(classes * mask).reshape(-1) > 0]
     assert all(any(torch.equal(r, lr) for lr in lesion_rows) for r in rows[labels == 1])
-    rows, labels = sample_by_class(feats, classes, mask, 100, 0.03, gen)
-    assert int(labels.sum()) == 3  # capped
-    assert matched_lesion_count(200, labels) == 6
-    assert matched_lesion_count(200, torch.zeros(0, dtype=torch.int64)) == 0
+    rows, labels, n_lesion = sample_by_class(feats, classes, mask, 100, 0.03, gen)
+    assert int(labels.sum()) == n_lesion == 3  # capped
+    assert matched_lesion_count(200, n_lesion, len(labels)) == 6
+    assert matched_lesion_count(200, 0, 0) == 0
+
+
+def test_sample_by_class_draws_uniformly_within_a_class() -> None:
+    """Each lesion voxel is drawn about equally often (the draw keeps random keys on the
+    device instead of permuting indices on the host)."""
+    gen = torch.Generator().manual_seed(3)
+    feats = torch.arange(64, dtype=torch.float32).reshape(1, 1, 4, 4, 4)
+    mask = torch.ones(1, 1, 4, 4, 4)
+    classes = torch.zeros_like(mask)
+    classes.reshape(-1)[:8] = 1
+    hits = torch.zeros(64)
+    for _ in range(2000):
+        rows, _, n_lesion = sample_by_class(feats, classes, mask, 20, 0.1, gen)
+        assert n_lesion == 2
+        hits[rows[:n_lesion, 0].long()] += 1
+    share = hits[:8] / 2000  # each of 8 voxels: 2/8 of the draws
+    assert torch.all((share - 0.25).abs() < 0.04) and hits[8:].sum() == 0
