@@ -49,26 +49,29 @@ def breakdown(trainer: AlignedTrainer, repeats: int = 20) -> None:
     head = trainer.model.f
     weight, bias = head.weight.reshape(head.out_channels, -1), head.bias
 
-    def wait() -> None:
+    def mark(marks: list[float]) -> None:
+        """Wait for the device, then note the time."""
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+        marks.append(time.perf_counter())
 
-    parts: dict[str, list[float]] = {}
+    names = ("voxel draw", "reference draw", "cost", "coupling")
+    parts: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(repeats + 2):  # the first two warm up
         marks = [time.perf_counter()]
         x, x_cls, x_les = sample_by_class(
             features, batch[LABEL_KEY], batch[MASK_KEY], align.n_voxels, align.lesion_fraction
         )
-        wait(); marks.append(time.perf_counter())  # fmt: skip
+        mark(marks)
         n_les = matched_lesion_count(align.n_reference, x_les, len(x_cls))
         r, y = trainer.sampler.draw(align.n_reference, n_les)
-        wait(); marks.append(time.perf_counter())  # fmt: skip
+        mark(marks)
         cost = jdot_cost(x, weight, bias, r, y, align.alpha, align.lam)
-        wait(); marks.append(time.perf_counter())  # fmt: skip
+        mark(marks)
         coupling(cost, align)
-        wait(); marks.append(time.perf_counter())  # fmt: skip
-        for name, a, b in zip(("voxel draw", "reference draw", "cost", "coupling"), marks, marks[1:]):
-            parts.setdefault(name, []).append(1e3 * (b - a))
+        mark(marks)
+        for name, a, b in zip(names, marks[:-1], marks[1:], strict=True):
+            parts[name].append(1e3 * (b - a))
     line = ", ".join(f"{k} {statistics.median(v[2:]):.2f}" for k, v in parts.items())
     print(f"  JDOT term parts on {device} (ms, median of {repeats}): {line}")
 
