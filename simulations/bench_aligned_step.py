@@ -115,7 +115,8 @@ def main() -> None:
         print(f"  {name} / plain: {med:.3f} (median), {best:.3f} (best)")
     align = cfg.align
     print(f"  JDOT: {align.n_voxels} voxels x {align.n_reference} references, solver "
-          f"{align.solver}, device {trainers['jdot'].device}")  # fmt: skip
+          f"{align.solver}, every {align.every} step(s), "
+          f"device {trainers['jdot'].device}")  # fmt: skip
     if args.breakdown:
         breakdown(trainers["jdot"])
 

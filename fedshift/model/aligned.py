@@ -73,6 +73,7 @@ class AlignedTrainer(SiteTrainer):
         self.reference, self.method, self.background = reference, method, background
         self.labelled = any(LABEL_KEY in item for item in items_train)
         self._last_mass: torch.Tensor | float = 0.0
+        self.steps_seen = 0  # labelled steps, for seg.align.every
         self.label_threshold = float(threshold)
         super().__init__(
             cfg, items_train, items_val, cache_dir, device, seed, intensity_map=intensity_map
@@ -127,7 +128,11 @@ class AlignedTrainer(SiteTrainer):
     def loss(
         self, batch: dict[str, Any], features: torch.Tensor, logits: torch.Tensor
     ) -> torch.Tensor:
-        term = self.cfg.align.weight * self.alignment(batch, features, logits)
+        align = self.cfg.align
         if not self.labelled:
-            return term
-        return super().loss(batch, features, logits) + term
+            return align.weight * self.alignment(batch, features, logits)
+        supervised = super().loss(batch, features, logits)
+        self.steps_seen += 1
+        if (self.steps_seen - 1) % align.every:
+            return supervised  # seg.align.every: no coupling at this step
+        return supervised + align.every * align.weight * self.alignment(batch, features, logits)

@@ -3,6 +3,7 @@ used, and the Bures map folds exactly into the 1x1x1 head."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,12 @@ import torch
 from mri_fixtures import make_site
 
 from fedshift.data.layout import discover_site, site_items
+from fedshift.errors import ConfigError
 from fedshift.model.aligned import AlignedTrainer
 from fedshift.model.config import JDOTConfig, ModelConfig, PreprocessConfig, SegConfig, TrainConfig
 from fedshift.model.network import build_network, fold_affine_into_head
 from fedshift.model.pooled_jdot import PooledJDOTTrainer
+from fedshift.model.trainer import SiteTrainer
 from fedshift.shift.reference import build_reference
 from fedshift.shift.stats import SiteStatistics, StatsLayout, embedding_stats
 
@@ -123,3 +126,22 @@ def test_pooled_deepjdot_trains_towards_the_target(tmp_path: Path) -> None:
         assert 0.0 < trainer.target_threshold < 1.0  # tuned on the pooled validation case
         losses[weight] = result.loss
     assert losses[1.0] > losses[0.0]  # the same batches, plus the JDOT cost
+
+
+def test_every_solves_the_coupling_every_kth_labelled_step(
+    tmp_path: Path, reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """seg.align.every=k: a labelled site aligns at steps 1, 1+k, ... with weight k * weight
+    (the same pull on average); a site without labels aligns at every step."""
+    cfg = replace(CFG, align=replace(CFG.align, every=2, weight=0.1))
+    monkeypatch.setattr(SiteTrainer, "loss", lambda self, *a: torch.tensor(1.0))
+    for labelled, expected in ((True, [1.2, 1.0, 1.2, 1.0]), (False, [0.1] * 4)):
+        items = _items(tmp_path / str(labelled), labelled)
+        trainer = AlignedTrainer(
+            cfg, items, [], tmp_path / "cache", reference=reference, method="jdot", seed=0
+        )
+        trainer.alignment = lambda *a: torch.tensor(1.0)  # a term of 1 at every call
+        losses = [float(trainer.loss({}, torch.empty(0), torch.empty(0))) for _ in expected]
+        assert losses == pytest.approx(expected)
+    with pytest.raises(ConfigError, match="every"):
+        JDOTConfig(every=0).validate()
