@@ -60,8 +60,9 @@ class JDOTConfig:
         ``every``-th step only, weighted ``every * weight`` (the same pull on average, a
         coupling solved ``every`` times less often: the lever for a GPU, where the
         coupling is most of an aligned step's extra cost, docs/gpu-check.md). A site
-        without labels has no other loss and aligns at every step. The benchmark's Dice
-        figures are for 1 unless it says so.
+        without labels has no other loss and aligns at every step. On one H100 call
+        ``every=2`` was within the run-to-run spread of the step time, and its Dice was
+        not measured: the benchmark's figures are for 1.
     """
 
     weight: float = 0.1
