@@ -4,11 +4,17 @@ Same site, same model, same patches, same process: a :class:`SiteTrainer` and an
 :class:`AlignedTrainer` (reference: a run's broadcast ``reference.npz``) train
 ``--steps`` steps each, alternating, ``--repeats`` times after a warm-up; prints the
 median and best seconds per step and the ratios aligned / plain. The goal for JDOT is a
-ratio <= 1.15. ``--breakdown`` then times the parts of one JDOT term on a fixed batch
-(waiting for the device after each part), to show where an aligned step's extra time goes.
+ratio <= 1.15. ``--variant`` adds aligned trainers with their own settings, all alternating
+in one process (so machine load hits them alike); besides the median and best ratios each
+prints the median of the per-repeat ratios, the steadiest of the three. ``--breakdown``
+then times the parts of each JDOT variant's term on a fixed batch (waiting for the device
+after each part), to show where an aligned step's extra time goes.
 
     python simulations/bench_aligned_step.py runs/data/default-seed0/site0 \\
         runs/bench-adaptation/fedshift/seed0/reference.npz --steps 10 --repeats 3
+    python simulations/bench_aligned_step.py SITE REFERENCE --variant emd=jdot \\
+        --variant sk=jdot:seg.align.solver=sinkhorn,seg.align.tol=1e-4 \\
+        --variant sk_every2=jdot:seg.align.solver=sinkhorn,seg.align.every=2
 """
 
 from __future__ import annotations
@@ -73,7 +79,19 @@ def breakdown(trainer: AlignedTrainer, repeats: int = 20) -> None:
         for name, a, b in zip(names, marks[:-1], marks[1:], strict=True):
             parts[name].append(1e3 * (b - a))
     line = ", ".join(f"{k} {statistics.median(v[2:]):.2f}" for k, v in parts.items())
-    print(f"  JDOT term parts on {device} (ms, median of {repeats}): {line}")
+    print(f" JDOT term parts on {device} (ms, median of {repeats}): {line}")
+
+
+def parse_variant(text: str) -> tuple[str, str, list[str]]:
+    """``NAME=METHOD[:OVERRIDE,...]`` -> (name, method, overrides); e.g.
+    ``sk2=jdot:seg.align.solver=sinkhorn,seg.align.every=2``."""
+    name, _, rest = text.partition("=")
+    method, _, overrides = rest.partition(":")
+    if not name or method not in ("jdot", "moments"):
+        raise argparse.ArgumentTypeError(
+            f"--variant {text!r}: expected NAME=jdot|moments[:OVERRIDE,...]"
+        )
+    return name, method, [o for o in overrides.split(",") if o]
 
 
 def main() -> None:
@@ -84,41 +102,68 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cache", type=Path, default=Path("runs/cache"))
     parser.add_argument("--breakdown", action="store_true", help="time the JDOT term's parts")
+    parser.add_argument(
+        "--variant",
+        type=parse_variant,
+        action="append",
+        default=None,
+        metavar="NAME=METHOD[:OVERRIDE,...]",
+        help="an aligned trainer to time against the plain one, with its own seg.* overrides "
+        "on top of the common ones (repeatable; default: jdot=jdot and moments=moments). "
+        "All variants alternate with the plain trainer in one process.",
+    )
     parser.add_argument("overrides", nargs="*", help="run config overrides (seg.*)")
     args = parser.parse_intermixed_args()  # overrides may follow the options
-    cfg = load_config(RunConfig, [CONFIG_DIR / "default.yaml"], args.overrides).seg
+    variants = args.variant or [("jdot", "jdot", []), ("moments", "moments", [])]
+
+    def seg_config(extra: list[str]):
+        return load_config(RunConfig, [CONFIG_DIR / "default.yaml"], args.overrides + extra).seg
+
+    cfg = seg_config([])
     with np.load(args.reference) as data:
         reference = Reference.from_arrays({k: data[k] for k in data.files})
     layout = discover_site(args.site)
     items = site_items(layout, "train", labelled_only=True)
     cache = args.cache / layout.name
-    trainers = {
-        "plain": SiteTrainer(cfg, items, [], cache, seed=0),
-        "jdot": AlignedTrainer(cfg, items, [], cache, reference=reference, method="jdot", seed=0),
-        "moments": AlignedTrainer(
-            cfg, items, [], cache, reference=reference, method="moments", seed=0
-        ),
-    }
+    trainers: dict[str, SiteTrainer] = {"plain": SiteTrainer(cfg, items, [], cache, seed=0)}
+    for name, method, extra in variants:
+        trainers[name] = AlignedTrainer(
+            seg_config(extra), items, [], cache, reference=reference, method=method, seed=0
+        )
     for t in trainers.values():  # warm-up: caches, allocator, threads
         seconds_per_step(t, 2, 0)
     times: dict[str, list[float]] = {k: [] for k in trainers}
     for r in range(args.repeats):
         for name, t in trainers.items():
             times[name].append(seconds_per_step(t, args.steps, r + 1))
+    device = trainers["plain"].device
     print(f"{layout.name}: {len(items)} cases, patch {cfg.train.patch_size}, batch "
-          f"{cfg.train.batch_size}, {args.steps} steps x {args.repeats} (alternating)")  # fmt: skip
+          f"{cfg.train.batch_size}, {args.steps} steps x {args.repeats} (alternating), "
+          f"device {device}")  # fmt: skip
     for name, values in times.items():
         print(f"  {name:8s} median {statistics.median(values):.3f} s/step, best {min(values):.3f}")
-    for name in ("jdot", "moments"):
-        med = statistics.median(times[name]) / statistics.median(times["plain"])
-        best = min(times[name]) / min(times["plain"])
-        print(f"  {name} / plain: {med:.3f} (median), {best:.3f} (best)")
-    align = cfg.align
-    print(f"  JDOT: {align.n_voxels} voxels x {align.n_reference} references, solver "
-          f"{align.solver}, every {align.every} step(s), "
-          f"device {trainers['jdot'].device}")  # fmt: skip
+    plain = times["plain"]
+    for name, method, _ in variants:
+        t = trainers[name]
+        assert isinstance(t, AlignedTrainer)
+        align = t.cfg.align
+        paired = statistics.median(a / p for a, p in zip(times[name], plain, strict=True))
+        med = statistics.median(times[name]) / statistics.median(plain)
+        best = min(times[name]) / min(plain)
+        what = (
+            f"{align.n_voxels} voxels x {align.n_reference} references, solver "
+            f"{align.solver} (tol {align.tol:g}), every {align.every}"
+            if method == "jdot"
+            else f"{align.n_voxels} voxels, every {align.every}"
+        )
+        print(f"  {name} / plain: {med:.3f} (median), {best:.3f} (best), {paired:.3f} "
+              f"(median of the repeats' ratios) -- {method}: {what}")  # fmt: skip
     if args.breakdown:
-        breakdown(trainers["jdot"])
+        for name, method, _ in variants:
+            trainer = trainers[name]
+            if method == "jdot" and isinstance(trainer, AlignedTrainer):
+                print(f"  {name}:", end="")
+                breakdown(trainer)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,9 @@ class JDOTConfig:
     solver : one of :data:`SOLVERS`
     reg : entropic regularisation (``sinkhorn``, ``unbalanced``), on a cost scaled to max 1
     reg_m : marginal relaxation (``unbalanced``)
+    tol : stopping threshold of the Sinkhorn iterations (``sinkhorn``, ``unbalanced``; POT's
+        ``stopThr``, tested every 10th iteration, each test a wait for the GPU). POT's own
+        1e-9 is the default; the plan is a weighting of the loss, so 1e-4 is ample
     mass : transported mass (``partial``), in (0, 1]
     every : a labelled site adds the alignment term (JDOT or moments) at every
         ``every``-th step only, weighted ``every * weight`` (the same pull on average, a
@@ -75,6 +78,7 @@ class JDOTConfig:
     solver: str = "emd"
     reg: float = 0.05
     reg_m: float = 1.0
+    tol: float = 1e-9
     mass: float = 0.9
     every: int = 1
 
@@ -91,6 +95,7 @@ class JDOTConfig:
             "lesion_fraction": 0 <= self.lesion_fraction < 1,
             "reg": self.reg > 0,
             "reg_m": self.reg_m > 0,
+            "tol": self.tol > 0,
             "mass": 0 < self.mass <= 1,
             "every": isinstance(self.every, int) and self.every >= 1,
         }

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import SimpleITK as sitk
 import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
@@ -73,6 +72,8 @@ def n4_correct(
     fit_mask = mask & (work > 0)
     if fit_mask.sum() < 64:
         return work
+    import SimpleITK as sitk  # here, not at the top: only N4 needs it (a cache hit does not)
+
     img = sitk.GetImageFromArray(np.ascontiguousarray(work.T))
     img.SetSpacing([float(z) for z in zooms[:3]])
     msk = sitk.GetImageFromArray(np.ascontiguousarray(fit_mask.T.astype(np.uint8)))

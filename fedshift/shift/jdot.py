@@ -147,8 +147,8 @@ def coupling(cost: torch.Tensor | np.ndarray, cfg: JDOTConfig) -> torch.Tensor:
         # wait for the GPU (9.7 ms per coupling on an H100, docs/gpu-check.md); the
         # log-domain one tests convergence every 10th iteration and solves the same problem
         method = "sinkhorn_log" if scaled.is_cuda else "sinkhorn"
-        return ot.sinkhorn(a, b, scaled, cfg.reg, method=method)
-    return ot.unbalanced.sinkhorn_unbalanced(a, b, scaled, cfg.reg, cfg.reg_m)
+        return ot.sinkhorn(a, b, scaled, cfg.reg, method=method, stopThr=cfg.tol)
+    return ot.unbalanced.sinkhorn_unbalanced(a, b, scaled, cfg.reg, cfg.reg_m, stopThr=cfg.tol)
 
 
 def jdot_cost(

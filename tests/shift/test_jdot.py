@@ -96,6 +96,19 @@ def test_couplings_keep_the_mass_they_promise(solver: str, rng) -> None:
         assert 0 < loose < 1 and loose < stiff <= 1 + 1e-6
 
 
+def test_a_looser_sinkhorn_tolerance_keeps_the_marginals_it_is_told(rng) -> None:
+    """seg.align.tol stops Sinkhorn earlier: marginals within the tolerance it asked for
+    (POT tests the column marginals' 2-norm), a plan close to the converged one."""
+    cost = ot.dist(rng.normal(size=(64, 3)), rng.normal(size=(48, 3)) + 0.5)
+    tight = coupling(cost, JDOTConfig(solver="sinkhorn", reg=0.01, tol=1e-9)).numpy()
+    loose = coupling(cost, JDOTConfig(solver="sinkhorn", reg=0.01, tol=1e-3)).numpy()
+    assert np.linalg.norm(loose.sum(0) - 1 / 48) <= 1e-3
+    np.testing.assert_allclose(tight.sum(0), 1 / 48, atol=1e-8)
+    assert 0 < np.abs(loose - tight).sum() < 0.05  # stopped earlier, about the same plan
+    with pytest.raises(ConfigError, match="tol"):
+        JDOTConfig(tol=0.0).validate()
+
+
 def test_sample_embeddings_stays_in_the_mask() -> None:
     gen = torch.Generator().manual_seed(0)
     feats = torch.arange(2 * 3 * 8, dtype=torch.float32).reshape(1, 2, 3, 8, 1)
