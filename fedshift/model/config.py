@@ -56,16 +56,18 @@ class JDOTConfig:
     reg : entropic regularisation (``sinkhorn``, ``unbalanced``), on a cost scaled to max 1
     reg_m : marginal relaxation (``unbalanced``)
     tol : stopping threshold of the Sinkhorn iterations (``sinkhorn``, ``unbalanced``; POT's
-        ``stopThr``, tested every 10th iteration, each test a wait for the GPU). POT's own
-        1e-9 is the default; the plan is a weighting of the loss, so 1e-4 is ample
+        ``stopThr`` on the marginals' error, tested every 10th iteration, each test a wait
+        for the GPU). The default is POT's 1e-9 (40-110 iterations on JDOT costs); 1e-3
+        stops after 10 with a plan 0.1-0.24 % (L1) away, and on an H200 cut the coupling
+        from 40 ms to 4 ms (docs/gpu-check.md)
     mass : transported mass (``partial``), in (0, 1]
     every : a labelled site adds the alignment term (JDOT or moments) at every
         ``every``-th step only, weighted ``every * weight`` (the same pull on average, a
-        coupling solved ``every`` times less often: the lever for a GPU, where the
-        coupling is most of an aligned step's extra cost, docs/gpu-check.md). A site
-        without labels has no other loss and aligns at every step. On one H100 call
-        ``every=2`` was within the run-to-run spread of the step time, and its Dice was
-        not measured: the benchmark's figures are for 1.
+        coupling solved ``every`` times less often). A site without labels has no other
+        loss and aligns at every step. On a GPU, where the coupling is most of an aligned
+        step's extra cost, ``solver=sinkhorn tol=1e-3 every=2`` measured 1.05-1.07x a
+        plain step and ``emd`` at ``every=4`` 1.06-1.14x (docs/gpu-check.md); the
+        benchmark's ``fedshift_fast`` measures what the first does to Dice
     """
 
     weight: float = 0.1
