@@ -22,6 +22,8 @@ is reused, so an interrupted benchmark continues):
     fedshift_nomap                ablation: fedshift without the intensity map (JDOT alone)
     fedshift_fast                 fedshift with the GPU step-cost settings: Sinkhorn
                                   (tolerance 1e-3) solved at every 2nd labelled step
+    fedshift_targetonly           ablation: only the unlabelled target adds the JDOT term
+                                  (the labelled sites train as in fedavg_intensity)
     oracle                        fedavg with the target's training labels too (synthetic
                                   scenarios only: the ceiling no adaptation can pass)
 
@@ -67,6 +69,12 @@ RUNS: dict[str, list[str]] = {
         "fed.align_intensity=true",
         *FAST_ALIGN,
     ],
+    "fedshift_targetonly": [
+        "fed.strategy=fedshift",
+        "fed.secure_stats=true",
+        "fed.align_intensity=true",
+        "seg.align.labelled=false",
+    ],
     "oracle": ["fed.strategy=fedavg"],
 }
 #: method -> (run, which final metrics)
@@ -81,6 +89,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "fedshift_bures": ("fedshift", "bures"),
     "fedshift_nomap": ("fedshift_nomap", "final"),
     "fedshift_fast": ("fedshift_fast", "final"),
+    "fedshift_targetonly": ("fedshift_targetonly", "final"),
     "centralized": ("centralized", "final"),
     "centralized_jdot": ("centralized_jdot", "final"),
     "oracle": ("oracle", "final"),

@@ -132,6 +132,8 @@ class AlignedTrainer(SiteTrainer):
         if not self.labelled:
             return align.weight * self.alignment(batch, features, logits)
         supervised = super().loss(batch, features, logits)
+        if not align.labelled:
+            return supervised  # seg.align.labelled=false: only sites without labels align
         self.steps_seen += 1
         if (self.steps_seen - 1) % align.every:
             return supervised  # seg.align.every: no coupling at this step

@@ -68,6 +68,9 @@ class JDOTConfig:
         step's extra cost, ``solver=sinkhorn tol=1e-3 every=2`` measured 1.05-1.07x a
         plain step and ``emd`` at ``every=4`` 1.06-1.14x (docs/gpu-check.md); the
         benchmark's ``fedshift_fast`` measures what the first does to Dice
+    labelled : whether sites with labels add the term at all; ``False`` leaves them plain
+        supervised training and only sites without labels align (the benchmark's
+        ``fedshift_targetonly``: which side of the federation a JDOT cost comes from)
     """
 
     weight: float = 0.1
@@ -83,6 +86,7 @@ class JDOTConfig:
     tol: float = 1e-9
     mass: float = 0.9
     every: int = 1
+    labelled: bool = True
 
     def validate(self) -> None:
         if self.solver not in SOLVERS:
@@ -100,6 +104,7 @@ class JDOTConfig:
             "tol": self.tol > 0,
             "mass": 0 < self.mass <= 1,
             "every": isinstance(self.every, int) and self.every >= 1,
+            "labelled": isinstance(self.labelled, bool),
         }
         for name, ok in checks.items():
             if not ok:

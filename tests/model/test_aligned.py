@@ -145,3 +145,19 @@ def test_every_solves_the_coupling_every_kth_labelled_step(
         assert losses == pytest.approx(expected)
     with pytest.raises(ConfigError, match="every"):
         JDOTConfig(every=0).validate()
+
+
+def test_labelled_false_leaves_labelled_sites_plain(
+    tmp_path: Path, reference, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """seg.align.labelled=false: a labelled site's loss is its supervised loss alone; a site
+    without labels still aligns."""
+    cfg = replace(CFG, align=replace(CFG.align, labelled=False, weight=0.1))
+    monkeypatch.setattr(SiteTrainer, "loss", lambda self, *a: torch.tensor(1.0))
+    for labelled, expected in ((True, 1.0), (False, 0.1 * 3.0)):
+        items = _items(tmp_path / str(labelled), labelled)
+        trainer = AlignedTrainer(
+            cfg, items, [], tmp_path / "cache", reference=reference, method="jdot", seed=0
+        )
+        trainer.alignment = lambda *a: torch.tensor(3.0)
+        assert float(trainer.loss({}, torch.empty(0), torch.empty(0))) == pytest.approx(expected)
