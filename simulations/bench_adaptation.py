@@ -29,6 +29,11 @@ is reused, so an interrupted benchmark continues):
 
 Secure statistics run in fedavg, moments and fedshift (the Bures variants need them).
 
+After the table (unless --report-only, or with --step-cost) it times an aligned training
+step against a plain one in this process (simulations/bench_aligned_step.py: the first
+labelled site and reference of a finished fedshift run, default and GPU alignment
+settings, alternating) and prints the ratios against the issue's <= 1.15.
+
 Writes OUT/benchmark.json ({"methods": {NAME: {"target_dice": [per seed],
 "target_lesion_f1": [...], "site_dice": {SITE: [...]}}}, ...}) and OUT/benchmark.md.
 """
@@ -147,6 +152,39 @@ def seconds_per_step(folder: Path, sites: set[str] | None = None) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def controlled_step_cost(
+    out: Path, seeds: list[int], overrides: list[str], steps: int = 10, repeats: int = 3
+) -> str:
+    """JDOT / plain step time measured in this process (simulations/bench_aligned_step.py):
+    the first labelled site of the first finished fedshift run, its broadcast reference,
+    the default alignment settings and the GPU ones (:data:`FAST_ALIGN`), alternating."""
+    runs = [out / "fedshift" / f"seed{s}" for s in seeds]
+    run = next((r for r in runs if finished(r) and (r / "reference.npz").is_file()), None)
+    if run is None:
+        return ""
+    from bench_aligned_step import measure  # simulations/ is on sys.path when run as a script
+    from omegaconf import OmegaConf
+
+    config = OmegaConf.load(run / "config.yaml")
+    site = Path(config.data.sites[0])
+    print(f"\nstep cost: {site.name} of {run}, {steps} steps x {repeats}", flush=True)
+    variants = [("fedshift", "jdot", []), ("fedshift_fast", "jdot", FAST_ALIGN)]
+    _, ratios = measure(
+        site,
+        run / "reference.npz",
+        variants,
+        overrides,
+        steps,
+        repeats,
+        Path(config.data.cache_dir),
+    )
+    return (
+        f"\nAligned / plain step time, measured alternately in one process on {site.name} of "
+        f"{run.name} ({steps} steps x {repeats}, median of the per-repeat ratios; goal <= "
+        f"1.15): fedshift {ratios['fedshift']:.3f}, fedshift_fast {ratios['fedshift_fast']:.3f}.\n"
+    )
+
+
 def target_names(data: list[str], extra: list[str]) -> set[str]:
     """Names of the unlabelled target sites of the benchmark's federation."""
     from fedshift.config import CONFIG_DIR, load_config
@@ -246,6 +284,13 @@ def main() -> None:
         action="store_true",
         help="run nothing: tabulate the finished runs (a method lists the seeds it has)",
     )
+    parser.add_argument(
+        "--step-cost",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="time an aligned step against a plain one in this process after the table "
+        "(about a minute on a CPU; default: on, off with --report-only)",
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides for every run")
     args = parser.parse_args()
     data: list[str] = []
@@ -292,6 +337,8 @@ def main() -> None:
             "different times, so machine load enters; simulations/bench_aligned_step.py "
             "alternates the two on one site for the controlled ratio).\n"
         )
+    if args.step_cost or (args.step_cost is None and not args.report_only):
+        text += controlled_step_cost(args.out, args.seeds, args.overrides)
     (args.out / "benchmark.md").write_text(text)
     print(text)
 

@@ -94,6 +94,68 @@ def parse_variant(text: str) -> tuple[str, str, list[str]]:
     return name, method, [o for o in overrides.split(",") if o]
 
 
+Variant = tuple[str, str, list[str]]  # (name, "jdot" | "moments", seg.* overrides)
+
+
+def measure(
+    site: Path,
+    reference_path: Path,
+    variants: list[Variant],
+    overrides: list[str],
+    steps: int,
+    repeats: int,
+    cache_root: Path,
+) -> tuple[dict[str, SiteTrainer], dict[str, float]]:
+    """Time each variant's aligned trainer against one plain trainer, alternating, and
+    print the table; returns the trainers and each variant's median per-repeat ratio."""
+
+    def seg_config(extra: list[str]):
+        return load_config(RunConfig, [CONFIG_DIR / "default.yaml"], overrides + extra).seg
+
+    cfg = seg_config([])
+    with np.load(reference_path) as data:
+        reference = Reference.from_arrays({k: data[k] for k in data.files})
+    layout = discover_site(site)
+    items = site_items(layout, "train", labelled_only=True)
+    cache = cache_root / layout.name
+    trainers: dict[str, SiteTrainer] = {"plain": SiteTrainer(cfg, items, [], cache, seed=0)}
+    for name, method, extra in variants:
+        trainers[name] = AlignedTrainer(
+            seg_config(extra), items, [], cache, reference=reference, method=method, seed=0
+        )
+    for t in trainers.values():  # warm-up: caches, allocator, threads
+        seconds_per_step(t, 2, 0)
+    times: dict[str, list[float]] = {k: [] for k in trainers}
+    for r in range(repeats):
+        for name, t in trainers.items():
+            times[name].append(seconds_per_step(t, steps, r + 1))
+    device = trainers["plain"].device
+    print(f"{layout.name}: {len(items)} cases, patch {cfg.train.patch_size}, batch "
+          f"{cfg.train.batch_size}, {steps} steps x {repeats} (alternating), "
+          f"device {device}")  # fmt: skip
+    for name, values in times.items():
+        print(f"  {name:8s} median {statistics.median(values):.3f} s/step, best {min(values):.3f}")
+    plain = times["plain"]
+    ratios: dict[str, float] = {}
+    for name, method, _ in variants:
+        t = trainers[name]
+        assert isinstance(t, AlignedTrainer)
+        align = t.cfg.align
+        paired = statistics.median(a / p for a, p in zip(times[name], plain, strict=True))
+        med = statistics.median(times[name]) / statistics.median(plain)
+        best = min(times[name]) / min(plain)
+        what = (
+            f"{align.n_voxels} voxels x {align.n_reference} references, solver "
+            f"{align.solver} (tol {align.tol:g}), every {align.every}"
+            if method == "jdot"
+            else f"{align.n_voxels} voxels, every {align.every}"
+        )
+        print(f"  {name} / plain: {med:.3f} (median), {best:.3f} (best), {paired:.3f} "
+              f"(median of the repeats' ratios) -- {method}: {what}")  # fmt: skip
+        ratios[name] = paired
+    return trainers, ratios
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("site", type=Path)
@@ -115,49 +177,9 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="run config overrides (seg.*)")
     args = parser.parse_intermixed_args()  # overrides may follow the options
     variants = args.variant or [("jdot", "jdot", []), ("moments", "moments", [])]
-
-    def seg_config(extra: list[str]):
-        return load_config(RunConfig, [CONFIG_DIR / "default.yaml"], args.overrides + extra).seg
-
-    cfg = seg_config([])
-    with np.load(args.reference) as data:
-        reference = Reference.from_arrays({k: data[k] for k in data.files})
-    layout = discover_site(args.site)
-    items = site_items(layout, "train", labelled_only=True)
-    cache = args.cache / layout.name
-    trainers: dict[str, SiteTrainer] = {"plain": SiteTrainer(cfg, items, [], cache, seed=0)}
-    for name, method, extra in variants:
-        trainers[name] = AlignedTrainer(
-            seg_config(extra), items, [], cache, reference=reference, method=method, seed=0
-        )
-    for t in trainers.values():  # warm-up: caches, allocator, threads
-        seconds_per_step(t, 2, 0)
-    times: dict[str, list[float]] = {k: [] for k in trainers}
-    for r in range(args.repeats):
-        for name, t in trainers.items():
-            times[name].append(seconds_per_step(t, args.steps, r + 1))
-    device = trainers["plain"].device
-    print(f"{layout.name}: {len(items)} cases, patch {cfg.train.patch_size}, batch "
-          f"{cfg.train.batch_size}, {args.steps} steps x {args.repeats} (alternating), "
-          f"device {device}")  # fmt: skip
-    for name, values in times.items():
-        print(f"  {name:8s} median {statistics.median(values):.3f} s/step, best {min(values):.3f}")
-    plain = times["plain"]
-    for name, method, _ in variants:
-        t = trainers[name]
-        assert isinstance(t, AlignedTrainer)
-        align = t.cfg.align
-        paired = statistics.median(a / p for a, p in zip(times[name], plain, strict=True))
-        med = statistics.median(times[name]) / statistics.median(plain)
-        best = min(times[name]) / min(plain)
-        what = (
-            f"{align.n_voxels} voxels x {align.n_reference} references, solver "
-            f"{align.solver} (tol {align.tol:g}), every {align.every}"
-            if method == "jdot"
-            else f"{align.n_voxels} voxels, every {align.every}"
-        )
-        print(f"  {name} / plain: {med:.3f} (median), {best:.3f} (best), {paired:.3f} "
-              f"(median of the repeats' ratios) -- {method}: {what}")  # fmt: skip
+    trainers, _ = measure(
+        args.site, args.reference, variants, args.overrides, args.steps, args.repeats, args.cache
+    )
     if args.breakdown:
         for name, method, _ in variants:
             trainer = trainers[name]
