@@ -82,7 +82,10 @@ def breakdown(trainer: AlignedTrainer, repeats: int = 20) -> None:
     print(f" JDOT term parts on {device} (ms, median of {repeats}): {line}")
 
 
-def parse_variant(text: str) -> tuple[str, str, list[str]]:
+Variant = tuple[str, str, list[str]]  # (name, "jdot" | "moments", seg.* overrides)
+
+
+def parse_variant(text: str) -> Variant:
     """``NAME=METHOD[:OVERRIDE,...]`` -> (name, method, overrides); e.g.
     ``sk2=jdot:seg.align.solver=sinkhorn,seg.align.every=2``."""
     name, _, rest = text.partition("=")
@@ -92,9 +95,6 @@ def parse_variant(text: str) -> tuple[str, str, list[str]]:
             f"--variant {text!r}: expected NAME=jdot|moments[:OVERRIDE,...]"
         )
     return name, method, [o for o in overrides.split(",") if o]
-
-
-Variant = tuple[str, str, list[str]]  # (name, "jdot" | "moments", seg.* overrides)
 
 
 def measure(
