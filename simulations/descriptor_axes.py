@@ -1,14 +1,13 @@
-"""Would comparing acquisition descriptors one axis at a time place each site right?
+"""Does the acquisition rule place each site right, one descriptor at a time?
 
-The diagnosis compares a site's acquisition descriptors (noise, contrast, non-uniformity,
-sharpness; :mod:`fedshift.shift.descriptors`) with the rest of the federation jointly.
-On the ``acquisition`` scenario that names site0, the one unchanged scanner, because every
-other site moves it on some axis (README, diagnosis section). This study asks whether a
-per-axis rule (a site is shifted when its similarity on any single descriptor is low)
-would do better. It reads a generated federation's raw training images, computes each
-case's descriptors with today's code, and prints per site the joint similarity and the
-similarity per descriptor, with exact Gaussian kernels at the family's scales (a run uses
-random features of the same kernel), next to what the scenario planted.
+The diagnosis names a site's acquisition shift when, on some acquisition descriptor
+(noise, contrast, non-uniformity, sharpness; :mod:`fedshift.shift.descriptors`), its
+median case lies at least one scale from the federation's median case
+(:func:`fedshift.shift.descriptors.median_offsets`). This study reads a generated
+federation's raw training images, computes each case's descriptors with today's code
+(the path a site takes, N4 included), and prints per site its medians, its offset per
+descriptor, the verdict of the rule, and the exact per-descriptor kernel similarity to
+the rest (what an earlier rule compared), next to what the scenario planted.
 
     python simulations/descriptor_axes.py runs/data/acquisition-seed0
 
@@ -24,11 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from fedshift.config import CONFIG_DIR, load_config
-from fedshift.data.masks import head_mask
-from fedshift.data.nifti import read_volume
 from fedshift.model.preprocess import PreprocessCache
 from fedshift.runconfig import RunConfig
-from fedshift.shift.descriptors import FAMILIES, appearance
+from fedshift.shift.descriptors import FAMILIES, KernelSummary, median_offsets
+from fedshift.shift.site_stats import appearance_of
 
 #: the scenario's acquisition settings shown beside each site (truth.json spec keys)
 PLANTED = ("gamma", "bias_field", "noise", "blur_mm", "slice_thickness_mm")
@@ -52,8 +50,7 @@ def site_rows(site: Path, cache: PreprocessCache, names: list[str]) -> np.ndarra
     rows = []
     for image in sorted((site / "imagesTr").glob("*.nii.gz")):
         pre = cache.get(image, aligned=False)
-        raw = read_volume(image).as_float32()
-        values = appearance(raw, pre.mask, head_mask(raw), tuple(pre.zooms))
+        values = appearance_of({"image": image}, pre.mask, tuple(pre.zooms), cache.cfg)
         rows.append([values[n] for n in names])
     if len(rows) < 2:
         raise SystemExit(f"{site}: {len(rows)} training image(s); need at least 2")
@@ -64,7 +61,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("federation", type=Path, help="a `fedshift synth` output folder")
     parser.add_argument("--cache", type=Path, default=Path("runs/cache/descriptor-axes"))
-    parser.add_argument("--threshold", type=float, default=0.5, help="the diagnosis threshold")
+    parser.add_argument("--offset", type=float, default=1.0, help="the diagnosis offset")
+    parser.add_argument("--json", type=Path, help="also write the per-case descriptors here")
     args = parser.parse_args()
     truth_file = args.federation / "truth.json"
     truth = json.loads(truth_file.read_text())["sites"] if truth_file.is_file() else {}
@@ -73,23 +71,43 @@ def main() -> None:
     cfg = load_config(RunConfig, [CONFIG_DIR / "default.yaml"])
     cache = PreprocessCache(args.cache / args.federation.name, cfg.seg.preprocess)
     sites = sorted(p for p in args.federation.iterdir() if (p / "imagesTr").is_dir())
-    rows = {s.name: site_rows(s, cache, names) for s in sites}
-    print(f"{args.federation}: acquisition descriptors, site means, then similarity to the "
-          f"rest (named when below {args.threshold:g})")  # fmt: skip
-    print(f"  {'site':8s} " + " ".join(f"{n:>13s}" for n in names) + "   planted")
-    for name, x in rows.items():
+    rows = {}
+    for s in sites:
+        rows[s.name] = site_rows(s, cache, names)
+        print(f"  {s.name}: {len(rows[s.name])} cases described", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps({k: v.tolist() for k, v in rows.items()}))
+    summaries = {
+        k: KernelSummary.of("acquisition", [dict(zip(names, r, strict=True)) for r in x])
+        for k, x in rows.items()
+    }
+    federation = sum(summaries.values(), KernelSummary.zeros("acquisition"))
+    width = max(13, *(len(n) + 1 for n in names))
+    print(
+        f"{args.federation}: median case per site; offset from the federation's median "
+        f"case in scales (named at |offset| >= {args.offset:g}); per-descriptor similarity"
+    )
+    print(f"  {'site':8s} " + " ".join(f"{n:>{width}s}" for n in names) + "   planted")
+    for name, summary in summaries.items():
         spec = truth.get(name, {}).get("spec", {})
         planted = {k: spec[k] for k in PLANTED if k in spec and spec[k] != (k == "gamma")}
-        print(f"  {name:8s} " + " ".join(f"{v:+13.2f}" for v in x.mean(0)) + f"   {planted}")
-    print(f"  {'site':8s} {'joint':>6s} " + " ".join(f"{n:>13s}" for n in names) + "  per-axis")
+        med = summary.medians()
+        print(f"  {name:8s} " + " ".join(f"{med[n]:+{width}.3f}" for n in names) + f"   {planted}")
+    print(f"  {'offset':8s} " + " ".join(f"{n:>{width}s}" for n in names) + "   verdict")
+    for name, summary in summaries.items():
+        offsets = median_offsets(summary, federation) or {}
+        far = [n for n, v in offsets.items() if abs(v) >= args.offset]
+        verdict = "named: " + ", ".join(far) if far else "-"
+        print(
+            f"  {name:8s} " + " ".join(f"{offsets[n]:+{width}.2f}" for n in names) + f"   {verdict}"
+        )
+    print(f"  {'similar':8s} " + " ".join(f"{n:>{width}s}" for n in names))
     for name, own in rows.items():
         rest = np.concatenate([x for other, x in rows.items() if other != name])
-        joint = kernel_similarity(own, rest, scales)
         axes = [
             kernel_similarity(own[:, [i]], rest[:, [i]], scales[[i]]) for i in range(len(names))
         ]
-        verdict = "named" if min(axes) < args.threshold else "-"
-        print(f"  {name:8s} {joint:6.2f} " + " ".join(f"{a:13.2f}" for a in axes) + f"  {verdict}")
+        print(f"  {name:8s} " + " ".join(f"{a:{width}.2f}" for a in axes))
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from pathlib import Path
 from fedshift.config import load_config
 from fedshift.data.synth.config import SiteSpec
 from fedshift.runconfig import RunConfig
-from fedshift.shift.diagnosis import diagnose, measure
+from fedshift.shift.diagnosis import OFFSET, diagnose, measure
 from fedshift.shift.site_files import ShiftFolder
 
 SCENARIOS = ("control", "acquisition", "population", "annotation")
@@ -120,6 +120,7 @@ def compare(scenario: str, run: Path, again: bool = False) -> list[dict[str, obj
                     f: entry.get("indicators", {}).get(f"{f}_similarity") for f in FAMILIES
                 },
                 "population_effect": entry.get("indicators", {}).get("population_effect"),
+                "acquisition_offset": largest_offset(entry.get("indicators", {})),
                 "match": sorted(named) == sorted(truth),
                 "missed": sorted(set(truth) - set(named)),
                 "false_alarm": sorted(set(named) - set(truth)),
@@ -128,21 +129,33 @@ def compare(scenario: str, run: Path, again: bool = False) -> list[dict[str, obj
     return rows
 
 
+def largest_offset(indicators: dict[str, object]) -> str | None:
+    """The acquisition descriptor farthest from the federation's median, e.g.
+    ``"contrast +1.6"`` (None when no offset was reported)."""
+    found = {n: indicators.get(k) for n, k in OFFSET.items() if indicators.get(k) is not None}
+    if not found:
+        return None
+    name = max(found, key=lambda n: abs(found[n]))
+    return f"{name} {found[name]:+.2f}"
+
+
 def _fmt(v: object) -> str:
+    if isinstance(v, str):
+        return v
     return "–" if v is None else f"{v:.2f}"
 
 
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
-        "| scenario | site | planted | named | acq. sim. | pop. sim. | lesion load (sd) "
-        "| ann. sim. | match |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scenario | site | planted | named | acq. offset (largest) | acq. sim. | pop. sim. "
+        "| lesion load (sd) | ann. sim. | match |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         sim = r["similarity"]
         lines.append(
             f"| {r['scenario']} | {r['site']} | {', '.join(r['planted']) or 'none'} | "
-            f"{', '.join(r['named']) or 'none'} | "
+            f"{', '.join(r['named']) or 'none'} | {_fmt(r.get('acquisition_offset'))} | "
             + f"{_fmt(sim['acquisition'])} | {_fmt(sim['population'])} | "
             + f"{_fmt(r.get('population_effect'))} | {_fmt(sim['annotation'])} | "
             + f"{'yes' if r['match'] else 'no'} |"

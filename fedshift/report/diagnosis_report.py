@@ -36,6 +36,10 @@ from fedshift.shift.stats import Gaussian, gaussian_from
 
 _INDICATORS = (
     ("acquisition_similarity", "acq. sim."),
+    ("noise_offset", "noise offset"),
+    ("contrast_offset", "contrast offset"),
+    ("nonuniformity_offset", "non-uniformity offset"),
+    ("sharpness_offset", "sharpness offset"),
     ("population_similarity", "pop. sim."),
     ("population_effect", "lesion load (sd)"),
     ("annotation_similarity", "ann. sim."),
@@ -79,7 +83,8 @@ def verdict_table(diagnosis: dict[str, Any]) -> str:
 
 def _descriptor_table(local: LocalStatistics, reference: Reference) -> str:
     rows = [
-        "<tr><th>family</th><th>descriptor</th><th>this site</th><th>rest of federation</th></tr>"
+        "<tr><th>family</th><th>descriptor</th><th>this site</th><th>rest of federation</th>"
+        "<th>median: this site</th><th>median: federation</th></tr>"
     ]
     for family, names in FAMILIES.items():
         own = local.stats.descriptors.get(family)
@@ -87,12 +92,14 @@ def _descriptor_table(local: LocalStatistics, reference: Reference) -> str:
         if own is None or fed is None or own.n < 1:
             continue
         mine, rest = own.moments(), (fed - own).moments()
+        own_median, fed_median = own.medians(), fed.medians()
         for name, _ in names:
             m, s = mine[name]
             rm, rs = rest[name]
             rows.append(
                 f"<tr><td class=l>{family}</td><td class=l>{name}</td>"
-                f"<td>{_num(m)} ± {_num(s)}</td><td>{_num(rm)} ± {_num(rs)}</td></tr>"
+                f"<td>{_num(m)} ± {_num(s)}</td><td>{_num(rm)} ± {_num(rs)}</td>"
+                f"<td>{_num(own_median[name])}</td><td>{_num(fed_median[name])}</td></tr>"
             )
     return "<table>" + "".join(rows) + "</table>"
 

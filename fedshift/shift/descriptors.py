@@ -3,13 +3,15 @@
 Each case of a site is described by three small vectors, one per kind of dataset shift
 (Castro, Walker & Glocker 2020):
 
-- **acquisition** (P(X | anatomy)): image appearance measured on the raw image:
-  ``noise`` (log robust sigma of the air background, relative to the median brain
-  intensity), ``contrast`` (log spread of brain tissue log-intensities once a smooth field
-  and the noise variance are removed: a contrast curve scales it), ``nonuniformity`` (log
-  spread of that smooth field, relative to the contrast: a bias field) and ``sharpness``
-  (log fine-scale spread, noise removed, relative to the contrast: blur and thick slices
-  lower it);
+- **acquisition** (P(X | anatomy)): image appearance, one physical change per descriptor:
+  ``noise`` (log sigma of the air background, relative to the median brain intensity),
+  ``contrast`` (log spread of tissue log-intensities after N4 bias correction, a 30 mm
+  smooth trend and the noise variance are removed: a contrast curve scales it),
+  ``nonuniformity`` (log spread of the left-right antisymmetric part of the N4 bias
+  field: anatomy is close to symmetric, a bias field is not) and ``sharpness`` (log
+  ratio of the least to the most variable direction of voxel-to-voxel differences, noise
+  removed: thick slices and through-plane blur lower it; a contrast curve, noise or a
+  bias field do not);
 - **population** (P(anatomy)): the lesion load the global model predicts,
   ``log1p`` of volume (mL) and of count; measured on every site, labelled or not;
 - **annotation** (P(Y | anatomy)): how the site's labels disagree with the global model's
@@ -21,11 +23,16 @@ A site cannot see another site's cases, only the secure sum over all sites. So e
 is summarised by random Fourier features (Rahimi & Recht 2007) of its descriptor vectors,
 scaled per descriptor (:data:`FAMILIES`): the sums ``n``, ``sum ||phi||^2`` and
 ``sum phi`` add up across sites (so do the plain sums and sums of squares of the
-descriptors, which give the means and spreads a report shows). From its own sums and
+descriptors, which give the means and spreads a report shows, and a histogram of each
+descriptor on a grid every site shares (:data:`RANGES`), which gives the federation's
+median case). From its own sums and
 the federation's, a site computes :func:`similarity`: the Gaussian-kernel similarity of
 its cases to the rest of the federation's cases, normalised by how similar each group is
 to itself: about 1 when its cases look like everyone else's, about 0 when no other site
-has cases like them.
+has cases like them. Or :func:`median_offsets`: per descriptor, how far the site's
+median case lies from the federation's median case, in units of the descriptor's scale.
+The federation's median is where most sites are when most share a setting, so a site
+that kept the common setting on every axis sits near it, however the other sites moved.
 
 References
 ----------
@@ -39,7 +46,7 @@ References
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -51,9 +58,9 @@ from scipy import ndimage
 FAMILIES: dict[str, tuple[tuple[str, float], ...]] = {
     "acquisition": (
         ("noise", 0.25),  # log: x1.28 in noise sigma
-        ("contrast", 0.08),  # log: a contrast curve I**gamma with gamma 1.08
-        ("nonuniformity", 0.3),  # log, relative to the contrast
-        ("sharpness", 0.08),  # log, relative to the contrast
+        ("contrast", 0.12),  # log: tissue contrast x1.13 (a contrast curve I**1.13)
+        ("nonuniformity", 0.4),  # log: x1.5 in the asymmetric bias field
+        ("sharpness", 0.05),  # log ratio of directional detail
     ),
     "population": (
         ("lesion_volume", 0.5),  # log1p(mL) of predicted lesions
@@ -65,9 +72,23 @@ FAMILIES: dict[str, tuple[tuple[str, float], ...]] = {
     ),
 }
 
+#: descriptor -> (low, high) of its histogram; values outside count in the end bins
+RANGES: dict[str, tuple[float, float]] = {
+    "noise": (-9.0, 0.0),
+    "contrast": (-5.0, -0.5),
+    "nonuniformity": (-7.0, 1.0),
+    "sharpness": (-1.5, 0.5),
+    "lesion_volume": (0.0, 6.0),
+    "lesion_count": (0.0, 6.0),
+    "volume_agreement": (-5.0, 5.0),
+    "count_agreement": (-4.0, 4.0),
+}
+#: bins of each descriptor's histogram
+HIST_BINS = 128
+
 #: version of :func:`appearance`; kept appearance descriptors of another version are not
 #: reused (bump it with any change to what :func:`appearance` computes)
-APPEARANCE_VERSION = 1
+APPEARANCE_VERSION = 2
 #: random Fourier features per family
 N_FEATURES = 256
 #: floor of the air-noise estimate (relative to the median brain intensity): skull-stripped
@@ -75,11 +96,12 @@ N_FEATURES = 256
 NOISE_FLOOR = 1e-4
 #: smooth field scale (FWHM, mm): larger than anatomy, like a bias field
 FIELD_MM = 30.0
-#: fine scale (FWHM, mm) that separates sharp detail from tissue contrast
-DETAIL_MM = 8.0
-#: brighter voxels are clipped to this brain percentile: FLAIR lesions are the brightest
-#: tissue, and a lesion load must not read as a contrast change
-TOP_PERCENTILE = 95.0
+#: tissue: brain voxels between these percentiles of the lightly smoothed image; FLAIR
+#: lesions are the brightest tissue, and a lesion load must not read as a contrast change
+TISSUE_PERCENTILES = (40.0, 95.0)
+#: median absolute deviation of a unit-sigma Rayleigh variable (solved numerically:
+#: F(m + d) - F(m - d) = 1/2 with F(r) = 1 - exp(-r^2 / 2), m = sqrt(2 ln 2))
+RAYLEIGH_MAD = 0.44845
 #: air voxels are at least this far from the head (mm)
 AIR_MARGIN_MM = 10.0
 
@@ -93,14 +115,59 @@ def _smooth(
     return num / np.maximum(ndimage.gaussian_filter(weight, sigma), 1e-6)
 
 
+def _air_sigma(x: np.ndarray, head: np.ndarray, zooms: np.ndarray) -> float:
+    """Noise sigma from the air background, whose magnitude is Rayleigh distributed: its
+    median absolute deviation is ``RAYLEIGH_MAD * sigma`` (unchanged by an intensity
+    offset). 0 when there is too little air (skull-stripped images)."""
+    margin = max(1, int(np.ceil(AIR_MARGIN_MM / zooms.min())))
+    air = x[~ndimage.binary_dilation(head, iterations=margin)]
+    if air.size <= 100:
+        return 0.0
+    return float(np.median(np.abs(air - np.median(air)))) / RAYLEIGH_MAD
+
+
+def _tissue(x: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """Brain voxels between :data:`TISSUE_PERCENTILES`, chosen on a lightly smoothed copy
+    so that the selection does not follow each voxel's noise."""
+    smooth = ndimage.gaussian_filter(x, 1.0)
+    lo, hi = np.percentile(smooth[inner], TISSUE_PERCENTILES)
+    tissue = inner & (smooth > lo) & (smooth < hi)
+    return tissue if tissue.sum() >= 64 else inner
+
+
+def _mirror(inner: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """Left-right flip (axis 0 of a RAS volume) about the brain's centre of mass."""
+    shift = int(round(2.0 * ndimage.center_of_mass(inner)[0] - (inner.shape[0] - 1)))
+    return lambda a: np.roll(a[::-1], shift, axis=0)
+
+
+def _directional_variances(logx: np.ndarray, tissue: np.ndarray, noise_var: float) -> list[float]:
+    """Per axis, the variance of neighbour differences inside tissue, noise removed."""
+    out = []
+    for ax in range(3):
+        n = logx.shape[ax]
+        both = np.take(tissue, range(n - 1), axis=ax) & np.take(tissue, range(1, n), axis=ax)
+        diff = np.diff(logx, axis=ax)[both]
+        out.append(max(float(diff.var()) - 2.0 * noise_var, 1e-8) if diff.size else 1e-8)
+    return out
+
+
 def appearance(
-    raw: np.ndarray, brain: np.ndarray, head: np.ndarray, zooms: tuple[float, ...]
+    raw: np.ndarray,
+    corrected: np.ndarray,
+    brain: np.ndarray,
+    head: np.ndarray,
+    zooms: tuple[float, ...],
 ) -> dict[str, float]:
-    """Acquisition descriptors of one raw image (see the module docstring).
+    """Acquisition descriptors of one image (see the module docstring).
 
     Parameters
     ----------
-    raw : (X, Y, Z) stored intensities (before any preprocessing)
+    raw : (X, Y, Z) stored intensities (before any preprocessing), RAS+
+    corrected : (X, Y, Z) the same image after N4 bias correction
+        (:func:`fedshift.model.preprocess.n4_correct`); the non-uniformity is read from
+        ``raw / corrected``. Passing ``raw`` itself leaves the non-uniformity at its
+        floor and lets a bias field raise the contrast
     brain : (X, Y, Z) bool brain mask
     head : (X, Y, Z) bool head mask; voxels at least ``AIR_MARGIN_MM`` outside it are air
     zooms : voxel sizes (mm)
@@ -117,25 +184,29 @@ def appearance(
         raise ValueError(f"brain mask holds {int(brain.sum())} voxels; too few to describe")
     x = np.clip(np.asarray(raw, dtype=np.float64), 0.0, None)
     x /= max(float(np.median(x[inner])), 1e-6)
-    margin = max(1, int(np.ceil(AIR_MARGIN_MM / z.min())))
-    air = x[~ndimage.binary_dilation(head, iterations=margin)]
-    sigma = 1.4826 * float(np.median(np.abs(air - np.median(air)))) if air.size > 100 else 0.0
-    # tissue: the brighter 60 % of the brain (a quantile, so a contrast curve keeps it)
-    floor, top = (float(v) for v in np.percentile(x[inner], [40, TOP_PERCENTILE]))
-    tissue = inner & (x > floor)
-    logx = np.log(np.clip(x, floor, max(top, floor * (1 + 1e-6))))
-    weight = inner.astype(np.float64)
-    field = _smooth(logx, weight, FIELD_MM, z)
-    # Rician noise in the log domain of tissue voxels: (sigma / x)^2
-    noise_var = float(np.mean(np.where(tissue, (sigma / np.maximum(x, floor)) ** 2, 0.0)[inner]))
-    contrast = 0.5 * np.log(max(float(np.var((logx - field)[inner])) - noise_var, 1e-8))
-    detail = logx - _smooth(logx, weight, DETAIL_MM, z)
-    sharp = 0.5 * np.log(max(float(np.var(detail[inner])) - noise_var, 1e-8))
+    sigma = _air_sigma(x, head, z)
+    y = np.clip(np.asarray(corrected, dtype=np.float64), 0.0, None)
+    y = np.clip(y / max(float(np.median(y[inner])), 1e-6), 1e-3, None)
+    tissue = _tissue(y, inner)
+    logy = np.log(y)
+    # Rician noise of sigma on intensity y is, in the log domain, a variance of (sigma/y)^2
+    noise_var = float(np.mean((sigma / y[tissue]) ** 2))
+    trend = _smooth(logy, tissue.astype(np.float64), FIELD_MM, z)
+    contrast = 0.5 * np.log(max(float((logy - trend)[tissue].var()) - noise_var, 1e-8))
+    variances = _directional_variances(logy, tissue, noise_var)
+    # N4's field (raw / corrected) holds the bias field and some smooth anatomy; anatomy
+    # is close to left-right symmetric, a bias field is not: keep the antisymmetric part
+    field = np.log(np.clip(x, 1e-3, None)) - logy
+    mirror = _mirror(inner)
+    both = tissue & mirror(tissue)
+    if both.sum() < 64:
+        raise ValueError("too few brain voxels have a left-right counterpart; is the image RAS?")
+    asymmetry = float((0.5 * (field - mirror(field)))[both].std())
     return {
         "noise": float(np.log(max(sigma, NOISE_FLOOR))),
         "contrast": float(contrast),
-        "nonuniformity": float(np.log(max(float(field[inner].std()), 1e-8)) - contrast),
-        "sharpness": float(sharp - contrast),
+        "nonuniformity": float(np.log(max(asymmetry, 1e-8))),
+        "sharpness": float(0.5 * np.log(min(variances) / max(variances))),
     }
 
 
@@ -195,9 +266,36 @@ def features(family: str, rows: np.ndarray) -> np.ndarray:
 
 
 def summary_size(family: str) -> int:
-    """Length of one family's summary: ``n``, ``sum |phi|^2``, ``sum phi`` (D), and the
-    plain sums and sums of squares of its d descriptors."""
-    return 2 + N_FEATURES + 2 * len(FAMILIES[family])
+    """Length of one family's summary: ``n``, ``sum |phi|^2``, ``sum phi`` (D), the plain
+    sums and sums of squares of its d descriptors, and their histograms (d x HIST_BINS)."""
+    d = len(FAMILIES[family])
+    return 2 + N_FEATURES + 2 * d + d * HIST_BINS
+
+
+def histograms(family: str, rows: np.ndarray) -> np.ndarray:
+    """(d, HIST_BINS) counts of descriptor rows (N, d) on the :data:`RANGES` grid; values
+    outside a range count in its end bin."""
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, len(FAMILIES[family]))
+    out = np.zeros((rows.shape[1], HIST_BINS))
+    for k, (name, _) in enumerate(FAMILIES[family]):
+        lo, hi = RANGES[name]
+        idx = np.floor((rows[:, k] - lo) / (hi - lo) * HIST_BINS).astype(np.int64)
+        np.add.at(out[k], np.clip(idx, 0, HIST_BINS - 1), 1.0)
+    return out
+
+
+def _hist_median(counts: np.ndarray, lo: float, hi: float) -> float:
+    """Median of a histogram on ``HIST_BINS`` equal bins over [lo, hi], interpolated
+    linearly inside the bin that holds it (NaN when empty)."""
+    total = float(counts.sum())
+    if total <= 0:
+        return float("nan")
+    cum = np.cumsum(counts)
+    k = int(np.searchsorted(cum, total / 2.0))
+    before = cum[k - 1] if k > 0 else 0.0
+    frac = (total / 2.0 - before) / max(float(counts[k]), 1e-12)
+    width = (hi - lo) / HIST_BINS
+    return lo + (k + frac) * width
 
 
 @dataclass(frozen=True, eq=False)
@@ -212,6 +310,7 @@ class KernelSummary:
     total : (D,) sum of ``phi(x_i)``
     sums, squares : (d,) sums of the descriptors and of their squares (means and spreads
         for the report)
+    hist : (d, HIST_BINS) histogram of each descriptor (:func:`histograms`)
     """
 
     family: str
@@ -220,11 +319,20 @@ class KernelSummary:
     total: np.ndarray
     sums: np.ndarray
     squares: np.ndarray
+    hist: np.ndarray
 
     @classmethod
     def zeros(cls, family: str) -> KernelSummary:
         d = len(FAMILIES[family])
-        return cls(family, 0.0, 0.0, np.zeros(N_FEATURES), np.zeros(d), np.zeros(d))
+        return cls(
+            family,
+            0.0,
+            0.0,
+            np.zeros(N_FEATURES),
+            np.zeros(d),
+            np.zeros(d),
+            np.zeros((d, HIST_BINS)),
+        )
 
     @classmethod
     def of(cls, family: str, rows: list[Mapping[str, float]]) -> KernelSummary:
@@ -234,8 +342,9 @@ class KernelSummary:
         names = [n for n, _ in FAMILIES[family]]
         x = np.array([[r[n] for n in names] for r in rows], dtype=np.float64)
         phi = features(family, x)
+        sq = float((phi**2).sum())
         return cls(
-            family, float(len(rows)), float((phi**2).sum()), phi.sum(0), x.sum(0), (x**2).sum(0)
+            family, float(len(rows)), sq, phi.sum(0), x.sum(0), (x**2).sum(0), histograms(family, x)
         )
 
     def _combine(self, other: KernelSummary, sign: float) -> KernelSummary:
@@ -250,7 +359,7 @@ class KernelSummary:
         return self._combine(other, -1.0)
 
     def to_vector(self) -> np.ndarray:
-        parts = [[self.n, self.sq], self.total, self.sums, self.squares]
+        parts = [[self.n, self.sq], self.total, self.sums, self.squares, self.hist.ravel()]
         return np.concatenate(parts).astype(np.float64)
 
     @classmethod
@@ -262,8 +371,15 @@ class KernelSummary:
             )
         d = len(FAMILIES[family])
         total, rest = vec[2 : 2 + N_FEATURES], vec[2 + N_FEATURES :]
+        hist = rest[2 * d :].reshape(d, HIST_BINS).copy()
         return cls(
-            family, float(vec[0]), float(vec[1]), total.copy(), rest[:d].copy(), rest[d:].copy()
+            family,
+            float(vec[0]),
+            float(vec[1]),
+            total.copy(),
+            rest[:d].copy(),
+            rest[d : 2 * d].copy(),
+            hist,
         )
 
     def moments(self) -> dict[str, tuple[float, float]]:
@@ -278,6 +394,13 @@ class KernelSummary:
             var = max(self.squares[k] / n - mean**2, 0.0) * (n / (n - 1) if n > 1 else 0.0)
             out[name] = (float(mean), float(np.sqrt(var)))
         return out
+
+    def medians(self) -> dict[str, float]:
+        """Descriptor -> median over the cases, from the histogram (NaN without cases)."""
+        return {
+            name: _hist_median(self.hist[k], *RANGES[name])
+            for k, (name, _) in enumerate(FAMILIES[self.family])
+        }
 
     def self_similarity(self) -> float | None:
         """Mean kernel over distinct pairs of its cases (``None`` with fewer than 2)."""
@@ -320,3 +443,13 @@ def mean_difference(own: KernelSummary, federation: KernelSummary) -> dict[str, 
         spread = float(np.sqrt((sd**2 + other_sd**2) / 2))
         out[name] = (mean - other_mean) / spread if spread > 1e-12 else 0.0
     return out
+
+
+def median_offsets(own: KernelSummary, federation: KernelSummary) -> dict[str, float] | None:
+    """Per descriptor, the site's median case minus the federation's median case (the site
+    included), in units of the descriptor's scale (:data:`FAMILIES`). ``None`` when the
+    site has fewer than 2 cases or the federation no more cases than the site."""
+    if round(own.n) < 2 or round(federation.n) <= round(own.n):
+        return None
+    mine, theirs = own.medians(), federation.medians()
+    return {name: (mine[name] - theirs[name]) / scale for name, scale in FAMILIES[own.family]}

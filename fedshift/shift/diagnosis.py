@@ -17,11 +17,21 @@ statistics behind them. The verdict rests on one similarity per kind of shift
 rest of the federation's cases, in [0, ~1]; for population, on the effect size of its
 lesion load (:func:`fedshift.shift.descriptors.mean_difference`). The rule is
 
-- acquisition  <- acquisition similarity below ``DiagnosisConfig.threshold``;
+- acquisition  <- on some acquisition descriptor (noise, contrast, non-uniformity,
+  sharpness), the site's median case lies at least ``DiagnosisConfig.offset`` scales from
+  the federation's median case (:func:`fedshift.shift.descriptors.median_offsets`);
 - population   <- predicted lesion load (volume or count) differing from the rest's by at
   least ``DiagnosisConfig.population_effect`` standard deviations, images alike
   (acquisition not flagged);
 - annotation   <- annotation similarity below the threshold, images alike.
+
+Why a median offset for acquisition: when every site but one changes one setting of its
+scanner, each in its own direction, the unchanged site has no peer: its similarity to
+the rest is low although it is the least shifted (site0 of the ``acquisition`` scenario,
+0.04-0.07). On each single descriptor, though, most sites keep the common setting, so
+the federation's median case is the common scanner's, and the unchanged site sits on
+it. This needs descriptors that each respond to one change
+(:func:`fedshift.shift.descriptors.appearance`).
 
 Why an effect size for population: lesion loads spread along one axis (fewer, more,
 larger), so a site in the middle of the federation has few cases like its own among the
@@ -50,13 +60,15 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from fedshift.shift.descriptors import FAMILIES, mean_difference, similarity
+from fedshift.shift.descriptors import FAMILIES, mean_difference, median_offsets, similarity
 from fedshift.shift.distances import bures_wasserstein, histogram_distance, wasserstein_1d_hist
 from fedshift.shift.reference import Reference
 from fedshift.shift.stats import SiteStatistics, gaussian_from
 
 #: shift family -> the indicator that decides it
 SIMILARITY: dict[str, str] = {family: f"{family}_similarity" for family in FAMILIES}
+#: acquisition descriptor -> the indicator holding its median offset
+OFFSET: dict[str, str] = {name: f"{name}_offset" for name, _ in FAMILIES["acquisition"]}
 
 
 @dataclass(frozen=True)
@@ -68,6 +80,9 @@ class SiteIndicators:
     site : str
     acquisition_similarity, population_similarity, annotation_similarity : how much the
         site's cases look like the rest of the federation's, per family (1 alike, 0 unlike)
+    noise_offset, contrast_offset, nonuniformity_offset, sharpness_offset : the site's
+        median case minus the federation's median case on that acquisition descriptor,
+        in units of its scale (``FAMILIES["acquisition"]``)
     population_effect : the site's mean predicted lesion load minus the rest's, in
         standard deviations (the population descriptor that differs most, with its sign:
         > 0 more or larger lesions than the rest)
@@ -84,6 +99,10 @@ class SiteIndicators:
     acquisition_similarity: float | None = None
     population_similarity: float | None = None
     annotation_similarity: float | None = None
+    noise_offset: float | None = None
+    contrast_offset: float | None = None
+    nonuniformity_offset: float | None = None
+    sharpness_offset: float | None = None
     population_effect: float | None = None
     intensity_w1: float | None = None
     embedding_bw: float | None = None
@@ -103,6 +122,9 @@ class DiagnosisConfig:
         federation is below this. With no shift the similarity is about 1 (0.85-1.0 on the
         ``control`` scenario); a site that looks like only one of four other sites scores
         about 0.25 or less.
+    offset : acquisition counts as shifted when the site's median case lies at least this
+        many scales from the federation's on some acquisition descriptor. The scales
+        (``FAMILIES["acquisition"]``) are the change that counts as clear on each.
     population_effect : population counts as shifted when the site's predicted lesion
         load differs from the rest's by at least this many standard deviations (absolute
         value). On the four scenario runs (``runs/diag2-*``) unshifted sites reached at
@@ -112,6 +134,7 @@ class DiagnosisConfig:
     """
 
     threshold: float = 0.5
+    offset: float = 1.0
     population_effect: float = 1.0
 
 
@@ -152,9 +175,27 @@ def _scores(ind: SiteIndicators) -> dict[str, float]:
     return out
 
 
+def _offsets(ind: SiteIndicators) -> dict[str, float]:
+    """Acquisition descriptor -> the site's measured median offset (in scales)."""
+    out = {}
+    for name, field_name in OFFSET.items():
+        v = getattr(ind, field_name)
+        if v is not None and np.isfinite(v):
+            out[name] = float(v)
+    return out
+
+
 def _low(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConfig) -> dict[str, str]:
     """Family -> why it counts as shifted (the families that do)."""
     low = {f: f"{f} similarity {v:.2f}" for f, v in scores.items() if v < cfg.threshold}
+    offsets = _offsets(ind)
+    if offsets:
+        low.pop("acquisition", None)
+        far = {n: v for n, v in offsets.items() if abs(v) >= cfg.offset}
+        if far:
+            low["acquisition"] = ", ".join(
+                f"{n} {v:+.1f}" for n, v in sorted(far.items(), key=lambda kv: -abs(kv[1]))
+            )
     effect = ind.population_effect
     if effect is not None and np.isfinite(effect):
         low.pop("population", None)
@@ -164,14 +205,43 @@ def _low(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConfig) ->
     return low
 
 
+def _all_clear(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConfig) -> list[str]:
+    """Why nothing was named: each deciding indicator within its bound."""
+    notes = []
+    offsets = _offsets(ind)
+    if offsets:
+        worst = max(offsets, key=lambda n: abs(offsets[n]))
+        notes.append(
+            f"acquisition within {cfg.offset:g} scale of the federation's median case "
+            f"(largest: {worst} {offsets[worst]:+.1f})"
+        )
+    deciding = {f: v for f, v in scores.items() if not (f == "acquisition" and offsets)}
+    if ind.population_effect is not None and np.isfinite(ind.population_effect):
+        deciding.pop("population", None)
+        notes.append(
+            f"lesion load within {cfg.population_effect:g} sd of the rest's "
+            f"({ind.population_effect:+.2f})"
+        )
+    if deciding:
+        measured = ", ".join(f"{f} {v:.2f}" for f, v in deciding.items())
+        notes.insert(0, f"every similarity at or above {cfg.threshold:g} ({measured})")
+    return notes or ["nothing measured"]
+
+
 def _verdict(ind: SiteIndicators, cfg: DiagnosisConfig) -> Diagnosis:
     scores = _scores(ind)
     low = _low(ind, scores, cfg)
-    t = cfg.threshold
     shift, notes = [], []
     if "acquisition" in low:
         shift.append("acquisition")
-        notes.append(f"images unlike the rest (acquisition similarity {scores['acquisition']:.2f})")
+        if _offsets(ind):
+            notes.append(
+                f"images unlike the federation's median case ({low['acquisition']} scales)"
+            )
+        else:
+            notes.append(
+                f"images unlike the rest (acquisition similarity {scores['acquisition']:.2f})"
+            )
         for f in ("population", "annotation"):
             if f in low:
                 notes.append(f"{low[f]} not attributed: images differ")
@@ -183,13 +253,7 @@ def _verdict(ind: SiteIndicators, cfg: DiagnosisConfig) -> Diagnosis:
         if len(shift) == 2:
             notes.append("both lesion load and label agreement differ; either may cause the other")
     if not notes:
-        measured = ", ".join(f"{f} {v:.2f}" for f, v in scores.items()) or "nothing measured"
-        notes.append(f"every similarity at or above {t:g} ({measured})")
-        if ind.population_effect is not None and np.isfinite(ind.population_effect):
-            notes.append(
-                f"lesion load within {cfg.population_effect:g} sd of the rest's "
-                f"({ind.population_effect:+.2f})"
-            )
+        notes.extend(_all_clear(ind, scores, cfg))
     return Diagnosis(site=ind.site, shift=shift, scores=scores, evidence="; ".join(notes))
 
 
@@ -265,6 +329,12 @@ def measure(
         for f in FAMILIES
         if f in reference.descriptors and f in stats.descriptors
     }
+    offsets: dict[str, float] = {}
+    if "acquisition" in reference.descriptors and "acquisition" in stats.descriptors:
+        found = median_offsets(
+            stats.descriptors["acquisition"], reference.descriptors["acquisition"]
+        )
+        offsets = {OFFSET[n]: v for n, v in (found or {}).items() if np.isfinite(v)}
     effect = None
     if "population" in reference.descriptors and "population" in stats.descriptors:
         own, federation = stats.descriptors["population"], reference.descriptors["population"]
@@ -274,6 +344,7 @@ def measure(
     return SiteIndicators(
         site=site,
         **similarities,
+        **offsets,
         population_effect=effect,
         intensity_w1=intensity,
         embedding_bw=bw,

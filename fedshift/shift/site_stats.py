@@ -36,11 +36,11 @@ from monai.inferers import sliding_window_inference
 
 from fedshift.data.masks import head_mask
 from fedshift.data.nifti import read_volume
-from fedshift.model.config import SegConfig
+from fedshift.model.config import PreprocessConfig, SegConfig
 from fedshift.model.data import derive_seed
 from fedshift.model.metrics import dice
 from fedshift.model.network import SegNet
-from fedshift.model.preprocess import PreprocessCache
+from fedshift.model.preprocess import PreprocessCache, n4_correct
 from fedshift.shift import descriptors as desc
 from fedshift.shift.diagnosis import signed_volume_bias
 from fedshift.shift.intensity import apply as apply_intensity_map
@@ -129,17 +129,24 @@ def _label(item: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def appearance_of(
-    item: dict[str, Any], image_brain: np.ndarray, zooms: tuple[float, ...]
+    item: dict[str, Any],
+    image_brain: np.ndarray,
+    zooms: tuple[float, ...],
+    preprocess: PreprocessConfig,
 ) -> dict[str, float]:
     """Acquisition descriptors of one case's raw image (``item["image"]``, read again:
-    acquisition is measured before any correction) within the preprocessing brain mask."""
+    acquisition is measured before any correction) within the preprocessing brain mask.
+    The contrast is read after N4 with ``preprocess``'s N4 settings, whether or not the
+    preprocessing itself applies N4 (``preprocess.n4``)."""
     raw = read_volume(item["image"]).as_float32()
     if raw.shape != image_brain.shape:
         raise ValueError(
             f"case {item.get('case')!r}: image shape {raw.shape} differs from its "
             f"preprocessed mask {image_brain.shape}"
         )
-    return desc.appearance(raw, image_brain, head_mask(raw), zooms)
+    head = head_mask(raw)
+    corrected = n4_correct(raw, head, zooms, preprocess)
+    return desc.appearance(raw, corrected, image_brain, head, zooms)
 
 
 def cached_appearance(
@@ -155,7 +162,7 @@ def cached_appearance(
     path = cache.cache_dir / "descriptors" / name
     if path.is_file():
         return {k: float(v) for k, v in json.loads(path.read_text()).items()}
-    values = appearance_of(item, image_brain, zooms)
+    values = appearance_of(item, image_brain, zooms, cache.cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(values))
@@ -169,20 +176,15 @@ def case_descriptors(
     predicted: np.ndarray,
     label: np.ndarray | None,
     zooms: tuple[float, ...],
-    cache: PreprocessCache | None = None,
+    cache: PreprocessCache,
 ) -> dict[str, dict[str, float]]:
     """Shift descriptors of one case, per family (annotation only with a label).
 
     ``image_brain`` is the preprocessing brain mask; acquisition descriptors come from
-    the raw image (:func:`appearance_of`), from ``cache`` when given
-    (:func:`cached_appearance`).
+    the raw image (:func:`cached_appearance`: computed once per image and settings).
     """
-    if cache is None:
-        appearance = appearance_of(item, image_brain, zooms)
-    else:
-        appearance = cached_appearance(item, image_brain, zooms, cache)
     out = {
-        "acquisition": appearance,
+        "acquisition": cached_appearance(item, image_brain, zooms, cache),
         "population": desc.population(predicted, zooms),
     }
     if label is not None:
