@@ -33,6 +33,15 @@ the federation's median case is the common scanner's, and the unchanged site sit
 it. This needs descriptors that each respond to one change
 (:func:`fedshift.shift.descriptors.appearance`).
 
+Population and annotation compare the site's lesion loads and label agreement with the
+other sites', as the global model reads them; a scanner change moves what the model
+reads. So they are attributed only when the images look alike, the site's own (its
+acquisition not flagged) and the others' (its acquisition similarity to the rest at
+least ``DiagnosisConfig.threshold``). The unchanged scanner of the ``acquisition``
+scenario sits on the federation's median case, but every other site's predictions come
+through another scanner; its lesion load differed from theirs by -1.28 sd
+(``runs/diag5-seed0/acquisition``), which is not a population shift.
+
 Why an effect size for population: lesion loads spread along one axis (fewer, more,
 larger), so a site in the middle of the federation has few cases like its own among the
 others and a low similarity, though it is the least shifted. The ``population`` scenario
@@ -245,6 +254,15 @@ def _verdict(ind: SiteIndicators, cfg: DiagnosisConfig) -> Diagnosis:
         for f in ("population", "annotation"):
             if f in low:
                 notes.append(f"{low[f]} not attributed: images differ")
+    elif _offsets(ind) and scores.get("acquisition", 1.0) < cfg.threshold:
+        # on the federation's median case, yet no other site's images are like these:
+        # every other site's lesion load and labels are read through another scanner
+        for f in ("population", "annotation"):
+            if f in low:
+                notes.append(
+                    f"{low[f]} not attributed: no other site has images like these "
+                    f"(acquisition similarity {scores['acquisition']:.2f})"
+                )
     else:
         for f in ("population", "annotation"):
             if f in low:

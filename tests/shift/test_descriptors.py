@@ -189,3 +189,50 @@ def test_mean_difference_is_cohens_d_against_the_rest(rng):
     pooled = np.sqrt((np.var(va, ddof=1) + np.var(vb, ddof=1)) / 2)
     assert d["lesion_volume"] == pytest.approx((np.mean(va) - np.mean(vb)) / pooled)
     assert desc.mean_difference(KernelSummary.of(fam, a[:1]), KernelSummary.of(fam, a)) is None
+
+
+def test_histogram_median_matches_the_cases(rng):
+    a, b = _rows(rng, 9, 1.0), _rows(rng, 6, 3.0)
+    summary = KernelSummary.of("population", a) + KernelSummary.of("population", b)
+    volumes = [r["lesion_volume"] for r in a + b]
+    lo, hi = desc.RANGES["lesion_volume"]
+    width = (hi - lo) / desc.HIST_BINS
+    assert summary.medians()["lesion_volume"] == pytest.approx(np.median(volumes), abs=width)
+    assert summary.hist.sum() == 2 * 15  # one count per case and descriptor
+    far = KernelSummary.of("population", [{"lesion_volume": 99.0, "lesion_count": -5.0}] * 2)
+    assert far.hist[0, -1] == 2 and far.hist[1, 0] == 2  # outside a range: its end bin
+    assert np.isnan(KernelSummary.zeros("population").medians()["lesion_count"])
+
+
+def _scanner(rng, n: int, **shift: float) -> list[dict[str, float]]:
+    """Acquisition descriptors of n cases of a scanner that moves some descriptors."""
+    base = {"noise": -3.5, "contrast": -2.3, "nonuniformity": -3.6, "sharpness": -0.12}
+    return [
+        {k: v + shift.get(k, 0.0) + 0.02 * rng.standard_normal() for k, v in base.items()}
+        for _ in range(n)
+    ]
+
+
+def test_median_offsets_place_the_one_unchanged_scanner_on_the_federation(rng):
+    """Every site but one changes one setting, each another: the unchanged site has no
+    peer (low similarity) but sits on the federation's median case on every descriptor."""
+    fam = "acquisition"
+    sites = {
+        "unchanged": _scanner(rng, 10),
+        "contrast": _scanner(rng, 10, contrast=0.3),
+        "noisy": _scanner(rng, 10, noise=1.0),
+        "blurred": _scanner(rng, 10, sharpness=-0.5, contrast=-0.25),
+        "both": _scanner(rng, 10, noise=1.2, nonuniformity=1.0),
+    }
+    summaries = {k: KernelSummary.of(fam, v) for k, v in sites.items()}
+    fed = sum(summaries.values(), KernelSummary.zeros(fam))
+    assert similarity(summaries["unchanged"], fed) < 0.5
+    offsets = {k: desc.median_offsets(s, fed) for k, s in summaries.items()}
+    assert max(abs(v) for v in offsets["unchanged"].values()) < 0.5
+    assert offsets["contrast"]["contrast"] > 2.0
+    assert offsets["noisy"]["noise"] > 3.0
+    assert offsets["blurred"]["sharpness"] < -5.0
+    assert offsets["both"]["nonuniformity"] > 2.0
+    one = KernelSummary.of(fam, sites["unchanged"][:1])
+    assert desc.median_offsets(one, fed) is None
+    assert desc.median_offsets(fed, fed) is None  # no other site to compare with

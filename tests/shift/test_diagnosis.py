@@ -81,6 +81,63 @@ def test_population_is_decided_by_the_effect_size_when_measured():
     assert d.shift == ["acquisition"] and "not attributed: images differ" in d.evidence
 
 
+def test_acquisition_is_decided_by_the_median_offsets_when_measured():
+    """A site without a peer (low similarity) that sits on the federation's median case
+    is not named; one descriptor a scale away is, and the evidence names it."""
+    offsets = {"noise": 0.2, "contrast": -0.6, "nonuniformity": 0.1, "sharpness": 0.5}
+    common = SiteIndicators(
+        "common", acquisition_similarity=0.05, **{f"{k}_offset": v for k, v in offsets.items()}
+    )
+    (d,) = diagnose([common])
+    assert d.shift == []
+    assert "within 1 scale of the federation's median case" in d.evidence
+    assert "contrast -0.6" in d.evidence and "acquisition 0.05" not in d.evidence
+    curve = SiteIndicators(
+        "curve", acquisition_similarity=0.9, contrast_offset=1.6, sharpness_offset=-1.1
+    )
+    (d,) = diagnose([curve])
+    assert d.shift == ["acquisition"]
+    assert "contrast +1.6, sharpness -1.1" in d.evidence
+    (d,) = diagnose([curve], DiagnosisConfig(offset=2.0))
+    assert d.shift == []
+
+
+def test_without_peers_population_and_annotation_are_not_attributed():
+    """On the median case but unlike every other site jointly: the others' lesion loads
+    and labels come through other scanners, so their comparison is confounded."""
+    measured = {"contrast_offset": -0.6, "population_effect": -1.3}
+    alone = SiteIndicators(
+        "alone", acquisition_similarity=0.05, annotation_similarity=0.3, **measured
+    )
+    (d,) = diagnose([alone])
+    assert d.shift == []
+    assert "not attributed: no other site has images like these" in d.evidence
+    peers = SiteIndicators("peers", acquisition_similarity=0.8, **measured)
+    assert diagnose([peers])[0].shift == ["population"]
+
+
+def test_measure_reports_the_median_offsets(rng):
+    layout = StatsLayout(feat_dim=2)
+
+    def rows(contrast: float) -> list[dict[str, float]]:
+        return [
+            {
+                "noise": -3.5 + 0.02 * rng.standard_normal(),
+                "contrast": contrast + 0.02 * rng.standard_normal(),
+                "nonuniformity": -3.6,
+                "sharpness": -0.1,
+            }
+            for _ in range(6)
+        ]
+
+    sites = [_stats_with(layout, {"acquisition": rows(v)}) for v in (-2.3, -2.3, -2.3, -1.9)]
+    reference = build_reference(sum(sites[1:], sites[0]))
+    common, curve = measure("a", sites[0], reference), measure("d", sites[3], reference)
+    assert abs(common.contrast_offset) < 0.5 and abs(common.noise_offset) < 0.5
+    assert curve.contrast_offset > 2.0
+    assert [d.shift for d in diagnose([common, curve])] == [[], ["acquisition"]]
+
+
 def test_threshold_is_a_parameter():
     site = _site("a", acq=0.4)
     assert _shift(site) == [["acquisition"]]
