@@ -12,11 +12,13 @@ generated data, :meth:`fedshift.data.synth.config.SiteSpec.planted_shifts`).
 ``--remeasure`` recomputes each site's indicators from its own shift folder
 (``<run>/sites/<site>/shift``: its last statistics and the reference it received) with
 today's code, then the verdicts, instead of reading the coordinator's diagnosis.json: a
-change of the diagnosis rule is checked on finished runs without training again.
+change of the diagnosis rule is checked on finished runs without training again (a
+change of the descriptors is not: the sites' statistics hold the old ones).
 
 Writes OUT/diagnosis_check.md and OUT/diagnosis_check.json and prints the table. A
-verdict is relative to the federation, the planted truth to the scenario's designer: a
-site that is the only one without a change (site0 of acquisition) may be named shifted.
+verdict is relative to the federation, the planted truth to the scenario's designer:
+where the sites split evenly on a setting (two raters that drop small lesions, two that
+keep them), a relative diagnosis has no majority to lean on.
 """
 
 from __future__ import annotations
