@@ -94,7 +94,8 @@ N_FEATURES = 256
 #: floor of the air-noise estimate (relative to the median brain intensity): skull-stripped
 #: images have no air, and log(0) must not be
 NOISE_FLOOR = 1e-4
-#: smooth field scale (FWHM, mm): larger than anatomy, like a bias field
+#: smooth trend (FWHM, mm) taken out before the contrast is read: N4's leftovers and
+#: anatomy coarser than tissue detail
 FIELD_MM = 30.0
 #: tissue: brain voxels between these percentiles of the lightly smoothed image; FLAIR
 #: lesions are the brightest tissue, and a lesion load must not read as a contrast change
