@@ -28,7 +28,7 @@ lesion load (:func:`fedshift.shift.descriptors.mean_difference`). The rule is
 Why a median offset for acquisition: when every site but one changes one setting of its
 scanner, each in its own direction, the unchanged site has no peer: its similarity to
 the rest is low although it is the least shifted (site0 of the ``acquisition`` scenario,
-0.04-0.07). On each single descriptor, though, most sites keep the common setting, so
+0.04-0.13). On each single descriptor, though, most sites keep the common setting, so
 the federation's median case is the common scanner's, and the unchanged site sits on
 it. This needs descriptors that each respond to one change
 (:func:`fedshift.shift.descriptors.appearance`).
