@@ -175,23 +175,24 @@ def signed_volume_bias(label_volume: float, predicted_volume: float) -> float:
     return (label_volume - predicted_volume) / predicted_volume
 
 
-def _scores(ind: SiteIndicators) -> dict[str, float]:
+def _measured(ind: SiteIndicators, fields: dict[str, str]) -> dict[str, float]:
+    """Key -> the finite value of indicator ``fields[key]`` (unmeasured ones left out)."""
     out = {}
-    for family, name in SIMILARITY.items():
+    for key, name in fields.items():
         v = getattr(ind, name)
         if v is not None and np.isfinite(v):
-            out[family] = float(v)
+            out[key] = float(v)
     return out
+
+
+def _scores(ind: SiteIndicators) -> dict[str, float]:
+    """Family -> the site's similarity to the rest."""
+    return _measured(ind, SIMILARITY)
 
 
 def _offsets(ind: SiteIndicators) -> dict[str, float]:
-    """Acquisition descriptor -> the site's measured median offset (in scales)."""
-    out = {}
-    for name, field_name in OFFSET.items():
-        v = getattr(ind, field_name)
-        if v is not None and np.isfinite(v):
-            out[name] = float(v)
-    return out
+    """Acquisition descriptor -> the site's median offset (in scales)."""
+    return _measured(ind, OFFSET)
 
 
 def _low(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConfig) -> dict[str, str]:
