@@ -26,6 +26,7 @@ from fedshift.config import CONFIG_DIR, load_config
 from fedshift.model.preprocess import PreprocessCache
 from fedshift.runconfig import RunConfig
 from fedshift.shift.descriptors import FAMILIES, KernelSummary, median_offsets
+from fedshift.shift.diagnosis import OFFSET, DiagnosisConfig, SiteIndicators, diagnose
 from fedshift.shift.site_stats import appearance_of
 
 #: the scenario's acquisition settings shown beside each site (truth.json spec keys)
@@ -61,7 +62,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("federation", type=Path, help="a `fedshift synth` output folder")
     parser.add_argument("--cache", type=Path, default=Path("runs/cache/descriptor-axes"))
-    parser.add_argument("--offset", type=float, default=1.0, help="the diagnosis offset")
+    parser.add_argument(
+        "--offset", type=float, default=DiagnosisConfig.offset, help="the diagnosis offset"
+    )
     parser.add_argument("--json", type=Path, help="also write the per-case descriptors here")
     args = parser.parse_args()
     truth_file = args.federation / "truth.json"
@@ -96,8 +99,9 @@ def main() -> None:
     print(f"  {'offset':8s} " + " ".join(f"{n:>{width}s}" for n in names) + "   verdict")
     for name, summary in summaries.items():
         offsets = median_offsets(summary, federation) or {}
-        far = [n for n, v in offsets.items() if abs(v) >= args.offset]
-        verdict = "named: " + ", ".join(far) if far else "-"
+        indicators = SiteIndicators(name, **{OFFSET[n]: v for n, v in offsets.items()})
+        (found,) = diagnose([indicators], DiagnosisConfig(offset=args.offset))
+        verdict = found.evidence if found.shift else "-"
         print(
             f"  {name:8s} " + " ".join(f"{offsets[n]:+{width}.2f}" for n in names) + f"   {verdict}"
         )
