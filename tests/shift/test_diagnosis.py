@@ -51,10 +51,17 @@ def test_acquisition_masks_population_and_annotation():
     assert "annotation similarity 0.10 not attributed" in d.evidence
 
 
-def test_population_and_annotation_together_are_both_named():
+def test_population_masks_annotation():
+    """Label agreement moves with lesion load, so a different load leaves it unattributed."""
     (d,) = diagnose([_site("a", pop=0.2, ann=0.1)])
-    assert d.shift == ["population", "annotation"]
-    assert "either may cause the other" in d.evidence
+    assert d.shift == ["population"]
+    assert "annotation similarity 0.10 not attributed: lesion load differs" in d.evidence
+    fewer = SiteIndicators("f", acquisition_similarity=0.95, population_effect=-2.9,
+                           annotation_similarity=0.4)  # fmt: skip
+    assert diagnose([fewer])[0].shift == ["population"]
+    alike = SiteIndicators("l", acquisition_similarity=0.95, population_effect=-0.9,
+                           annotation_similarity=0.4)  # fmt: skip
+    assert diagnose([alike])[0].shift == ["annotation"]
 
 
 def test_unlabelled_site_is_scored_on_what_it_has():
