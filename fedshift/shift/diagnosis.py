@@ -58,11 +58,12 @@ others and a low similarity, though it is the least shifted. The ``population`` 
 is such a federation: site0, the unchanged population, scored 0.38 and was named while
 three shifted sites scored 0.68-0.77 and were not (``runs/diagnosis-check``).
 
-Whatever is left unattributed is named in the evidence. The classic distances (1-D Wasserstein distance of the
-brain-intensity histogram, Bures-Wasserstein distance of the embeddings, lesion-load
-histogram distance, Dice and signed volume bias against the global model) are reported
-alongside, for the report; they compare a site with a reference that contains the site
-itself and every other site's shift, so they rank sites but do not say which site moved.
+Whatever is left unattributed is named in the evidence. The classic distances (1-D
+Wasserstein distance of the brain-intensity histogram, Bures-Wasserstein distance of the
+embeddings, lesion-load histogram distance, Dice and signed volume bias against the
+global model) are reported alongside, for the report; they compare a site with a
+reference that contains the site itself and every other site's shift, so they rank sites
+but do not say which site moved.
 
 References
 ----------
