@@ -25,10 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from fedshift.config import load_config
 from fedshift.model.config import JDOTConfig
 from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunFolder
+from fedshift.shift.descriptors import KernelSummary
 from fedshift.sitework import site_worker
 
 
@@ -36,6 +39,22 @@ def parse_variant(text: str) -> dict[str, str]:
     if text == "default":
         return {}
     return dict(item.split("=", 1) for item in text.split(","))
+
+
+def drop_stale_descriptors(path: Path) -> None:
+    """Remove descriptor summaries an older FedShift wrote in another layout from the
+    scratch copy of a reference: the JDOT term reads only its Gaussians."""
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    stale = []
+    for key in [k for k in arrays if k.startswith("descriptors.")]:
+        try:
+            KernelSummary.from_vector(key.split(".", 1)[1], arrays[key])
+        except ValueError:
+            stale.append(key)
+    if stale:
+        print(f"{path}: dropping {', '.join(stale)} (older layout)", flush=True)
+        np.savez(path, **{k: v for k, v in arrays.items() if k not in stale})
 
 
 def adapt(run: Path, variant: dict[str, str], steps: int, scratch: Path) -> dict[str, float]:
@@ -58,6 +77,7 @@ def adapt(run: Path, variant: dict[str, str], steps: int, scratch: Path) -> dict
     work = scratch / "target"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(run / "sites" / target.name, work)
+    drop_stale_descriptors(work / "shift" / "reference.npz")
     worker = site_worker(cfg, target, work)
     worker.cache_dir = Path(cfg.data.cache_dir) / target.name  # shared preprocessing
     state = RunFolder(run).load_checkpoint()
