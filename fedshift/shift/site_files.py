@@ -115,7 +115,14 @@ class ShiftFolder:
         if not path.is_file():
             return None
         with np.load(path) as data:
-            return Reference.from_arrays({k: data[k] for k in data.files})
+            arrays = {k: data[k] for k in data.files}
+        try:
+            return Reference.from_arrays(arrays)
+        except ValueError as err:
+            raise ValueError(
+                f"{path}: {err}; the file was written by a FedShift with another layout "
+                "of the statistics. The next statistics round replaces it (or delete it)"
+            ) from err
 
     def indicators(self) -> dict[str, Any] | None:
         path = self.root / "indicators.json"

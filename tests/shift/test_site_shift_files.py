@@ -20,6 +20,7 @@ from fedshift.report.diagnosis_report import write_diagnosis_report
 from fedshift.shift.diagnosis import diagnose
 from fedshift.shift.distances import wasserstein_1d_hist
 from fedshift.shift.reference import build_reference
+from fedshift.shift.site_files import ShiftFolder
 from fedshift.shift.stats import intensity_histogram
 from fedshift.sitework import SiteWorker
 
@@ -69,6 +70,19 @@ def test_statistics_and_reference_stay_in_the_shift_folder(federation) -> None:
     assert local["t"].dice is None and workers["t"].shift.load_local().dice is None
     with pytest.raises(ValueError, match="round"):
         workers["a"].shift.load_local("another round")
+
+
+def test_a_reference_in_another_layout_is_refused_with_its_path(federation, tmp_path) -> None:
+    run, workers, local, reference, indicators = federation
+    path = workers["a"].shift.root / "reference.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    arrays["descriptors.acquisition"] = arrays["descriptors.acquisition"][:266]
+    folder = ShiftFolder(tmp_path)
+    folder.root.mkdir()
+    np.savez(folder.root / "reference.npz", **arrays)
+    with pytest.raises(ValueError, match=r"reference\.npz: .*acquisition.*another layout"):
+        folder.load_reference()
 
 
 def test_appearance_descriptors_are_kept_and_reused(federation) -> None:
