@@ -25,6 +25,7 @@ import numpy as np
 
 from fedshift.data.layout import SiteLayout, discover_site, site_items
 from fedshift.data.nifti import read_volume
+from fedshift.errors import DataError
 from fedshift.model import evaluate as ev
 from fedshift.model.aligned import METHODS, AlignedTrainer
 from fedshift.model.config import SegConfig
@@ -37,6 +38,7 @@ from fedshift.readiness.runner import run_readiness, usable_cases
 from fedshift.report.mosaic import label_center, render_mosaic
 from fedshift.report.png import write_png
 from fedshift.runconfig import RunConfig
+from fedshift.shift.calibration import Calibration, measure_calibration
 from fedshift.shift.diagnosis import SiteIndicators, measure
 from fedshift.shift.distances import AffineMap, bures_map
 from fedshift.shift.intensity import IntensityMap, quantile_map
@@ -356,6 +358,7 @@ class SiteWorker:
             reference,
             dice=local.dice,
             volume_bias=local.volume_bias,
+            calibration=self.calibration(),
         )
         self.shift.save_reference(reference, indicators)
         own, federation = local.stats.intensity, reference.intensity_pmf
@@ -364,6 +367,16 @@ class SiteWorker:
             self.shift.save_intensity_map(mapping)
             log.info("site %s: intensity map fitted to the federation's histogram", self.name)
         return indicators
+
+    def calibration(self) -> Calibration | None:
+        """This site's raters against the reference standard on the shared calibration
+        cases (``SITE/calibration``), or ``None`` without them. A malformed calibration
+        folder is logged and left out: it must not stop the site's statistics round."""
+        try:
+            return measure_calibration(self.layout.root)
+        except DataError as err:
+            log.warning("site %s: calibration cases not used: %s (%s)", self.name, err, err.file)
+            return None
 
     def _write_overlay(self, item: dict, pred: np.ndarray) -> None:
         """truth | prediction mosaic of one test case, kept in the site's work folder."""

@@ -13,7 +13,8 @@ generated data, :meth:`fedshift.data.synth.config.SiteSpec.planted_shifts`).
 (``<run>/sites/<site>/shift``: its last statistics and the reference it received) with
 today's code, then the verdicts, instead of reading the coordinator's diagnosis.json: a
 change of the diagnosis rule is checked on finished runs without training again (a
-change of the descriptors is not: the sites' statistics hold the old ones).
+change of the descriptors is not: the sites' statistics hold the old ones). It also reads
+each site's calibration cases where its data folder has them (``--no-calibration``: not).
 
 Writes OUT/diagnosis_check.md and OUT/diagnosis_check.json and prints the table. A
 verdict is relative to the federation, the planted truth to the scenario's designer:
@@ -34,6 +35,7 @@ from pathlib import Path
 from fedshift.config import load_config
 from fedshift.data.synth.config import SiteSpec
 from fedshift.runconfig import RunConfig
+from fedshift.shift.calibration import measure_calibration
 from fedshift.shift.diagnosis import OFFSET, diagnose, measure
 from fedshift.shift.site_files import ShiftFolder
 
@@ -81,9 +83,11 @@ def truth_of(run: Path) -> dict[str, list[str]]:
     }
 
 
-def remeasure(run: Path) -> dict:
-    """The diagnosis.json the coordinator would write today, from the sites' own folders."""
+def remeasure(run: Path, calibrated: bool = True) -> dict:
+    """The diagnosis.json the coordinator would write today, from the sites' own folders
+    (and, with ``calibrated``, their calibration cases where the data folder has them)."""
     indicators = []
+    data = {Path(d).name: Path(d) for d in load_config(RunConfig, [run / "config.yaml"]).all_sites}
     for site in sorted(p for p in (run / "sites").iterdir() if (p / "shift").is_dir()):
         folder = ShiftFolder(site)
         local, reference = folder.load_local(), folder.load_reference()
@@ -96,6 +100,7 @@ def remeasure(run: Path) -> dict:
                 reference,
                 dice=local.dice,
                 volume_bias=local.volume_bias,
+                calibration=measure_calibration(data[site.name]) if calibrated else None,
             )
         )
     verdicts = {d.site: d for d in diagnose(indicators)}
@@ -106,8 +111,13 @@ def remeasure(run: Path) -> dict:
     }
 
 
-def compare(scenario: str, run: Path, again: bool = False) -> list[dict[str, object]]:
-    diagnosis = remeasure(run) if again else json.loads((run / "diagnosis.json").read_text())
+def compare(
+    scenario: str, run: Path, again: bool = False, calibrated: bool = True
+) -> list[dict[str, object]]:
+    if again:
+        diagnosis = remeasure(run, calibrated)
+    else:
+        diagnosis = json.loads((run / "diagnosis.json").read_text())
     planted = truth_of(run)
     rows = []
     for site, entry in sorted(diagnosis["sites"].items()):
@@ -123,6 +133,7 @@ def compare(scenario: str, run: Path, again: bool = False) -> list[dict[str, obj
                 },
                 "population_effect": entry.get("indicators", {}).get("population_effect"),
                 "acquisition_offset": largest_offset(entry.get("indicators", {})),
+                "calibration": calibration_of(entry.get("indicators", {})),
                 "match": sorted(named) == sorted(truth),
                 "missed": sorted(set(truth) - set(named)),
                 "false_alarm": sorted(set(named) - set(truth)),
@@ -141,6 +152,15 @@ def largest_offset(indicators: dict[str, object]) -> str | None:
     return f"{name} {found[name]:+.2f}"
 
 
+def calibration_of(indicators: dict[str, object]) -> str | None:
+    """``"+1.11 / -0.06"``: the site's calibration labels against the reference standard
+    (log volume / count ratios; None without calibration cases)."""
+    volume, count = indicators.get("calibration_volume"), indicators.get("calibration_count")
+    if volume is None or count is None:
+        return None
+    return f"{volume:+.2f} / {count:+.2f}"
+
+
 def _fmt(v: object) -> str:
     if isinstance(v, str):
         return v
@@ -150,8 +170,8 @@ def _fmt(v: object) -> str:
 def table(rows: list[dict[str, object]]) -> str:
     lines = [
         "| scenario | site | planted | named | acq. offset (largest) | acq. sim. | pop. sim. "
-        "| lesion load (sd) | ann. sim. | match |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| lesion load (sd) | ann. sim. | calibration (log vol. / count) | match |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         sim = r["similarity"]
@@ -160,6 +180,7 @@ def table(rows: list[dict[str, object]]) -> str:
             f"{', '.join(r['named']) or 'none'} | {_fmt(r.get('acquisition_offset'))} | "
             + f"{_fmt(sim['acquisition'])} | {_fmt(sim['population'])} | "
             + f"{_fmt(r.get('population_effect'))} | {_fmt(sim['annotation'])} | "
+            + f"{_fmt(r.get('calibration'))} | "
             + f"{'yes' if r['match'] else 'no'} |"
         )
     return "\n".join(lines)
@@ -174,13 +195,18 @@ def main() -> None:
         action="store_true",
         help="recompute the indicators and verdicts from the sites' shift folders",
     )
+    parser.add_argument(
+        "--no-calibration",
+        action="store_true",
+        help="with --remeasure: leave the sites' calibration cases out (the relative rule)",
+    )
     parser.add_argument("overrides", nargs="*", help="config overrides for every run")
     args = parser.parse_args()
     rows, seconds = [], {}
     for scenario in args.scenarios:
         run = args.out / scenario
         seconds[scenario] = run_scenario(scenario, run, args.overrides)
-        rows += compare(scenario, run, args.remeasure)
+        rows += compare(scenario, run, args.remeasure, not args.no_calibration)
     text = table(rows)
     summary = {
         s: {

@@ -7,6 +7,9 @@ Layout (what imaging groups already have)::
     SITE/labelsTr/<case>.nii.gz          training labels (absent for an unlabelled site)
     SITE/imagesTs/, SITE/labelsTs/       optional held-out test split
     SITE/labelsTr_raters/<rater>/<case>.nii.gz   optional extra raters
+    SITE/calibration/{images,reference,labels}/  optional shared calibration cases, the
+                                         reference standard and this site's annotation
+                                         of them (:mod:`fedshift.shift.calibration`)
 
 :func:`discover_site` never raises on bad content: problems with the layout are returned
 as findings, so readiness can report them. Readiness, training and evaluation all start
@@ -33,6 +36,7 @@ _SPLIT_DIRS: dict[Split, tuple[str, str]] = {
     "test": ("imagesTs", "labelsTs"),
 }
 RATERS_DIR = "labelsTr_raters"
+CALIBRATION_DIR = "calibration"
 
 
 @dataclass(frozen=True)

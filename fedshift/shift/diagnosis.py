@@ -23,8 +23,11 @@ lesion load (:func:`fedshift.shift.descriptors.mean_difference`). The rule is
 - population   <- predicted lesion load (volume or count) differing from the rest's by at
   least ``DiagnosisConfig.population_effect`` standard deviations, images alike
   (acquisition not flagged);
-- annotation   <- annotation similarity below the threshold, images alike, lesion load
-  alike (population not flagged).
+- annotation   <- with calibration cases (:mod:`fedshift.shift.calibration`): the site's
+  labels of them differ from the reference standard by at least ``DiagnosisConfig.offset``
+  scales in lesion volume or count (the ``annotation`` scales of ``FAMILIES``), whatever
+  the other kinds; without: annotation similarity below the threshold, images alike,
+  lesion load alike (population not flagged).
 
 Why a median offset for acquisition: when every site but one changes one setting of its
 scanner, each in its own direction, the unchanged site has no peer: its similarity to
@@ -43,14 +46,21 @@ scenario sits on the federation's median case, but every other site's prediction
 through another scanner; its lesion load differed from theirs by -1.28 sd
 (``runs/diag5-seed0/acquisition``), which is not a population shift.
 
-Annotation is compared through the global model's prediction, and how well a model's
-prediction agrees with a label depends on the lesions themselves (it misses more small
-lesions, merges more of many close ones): a site with more, fewer or larger lesions than
-the rest has a different label agreement without any change of annotation protocol. So
-annotation is attributed only when the lesion load is like the rest's; a site with both
-gets "population", with the annotation evidence left unattributed. Added after
-``runs/diag5-seed1/population``: site3 (0.3x lesion load, -2.94 sd) was named population
-and annotation (annotation similarity 0.40); the rule was checked on a fresh seed after.
+Without calibration cases, annotation is compared through the global model's prediction,
+and how well a model's prediction agrees with a label depends on the lesions themselves
+(it misses more small lesions, merges more of many close ones): a site with more, fewer
+or larger lesions than the rest has a different label agreement without any change of
+annotation protocol. So annotation is then attributed only when the lesion load is like
+the rest's; a site with both gets "population", with the annotation evidence left
+unattributed. Added after ``runs/diag5-seed1/population``: site3 (0.3x lesion load,
+-2.94 sd) was named population and annotation (annotation similarity 0.40).
+
+Why calibration cases decide annotation when a site has them: the relative comparison
+has no majority where the federation's raters split evenly. In the ``annotation``
+scenario two raters annotate lesions under 300 mm^3 and two do not (one misses them, a
+one-voxel erosion deletes them), and the faithful rater was named on seeds 0 and 2
+(similarity 0.47 and 0.39). A fixed reference standard does not depend on the other
+sites, the model or the scanner, so nothing gates it.
 
 Why an effect size for population: lesion loads spread along one axis (fewer, more,
 larger), so a site in the middle of the federation has few cases like its own among the
@@ -78,6 +88,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from fedshift.shift.calibration import Calibration
 from fedshift.shift.descriptors import FAMILIES, mean_difference, median_offsets, similarity
 from fedshift.shift.distances import bures_wasserstein, histogram_distance, wasserstein_1d_hist
 from fedshift.shift.reference import Reference
@@ -87,6 +98,11 @@ from fedshift.shift.stats import SiteStatistics, gaussian_from
 SIMILARITY: dict[str, str] = {family: f"{family}_similarity" for family in FAMILIES}
 #: acquisition descriptor -> the indicator holding its median offset
 OFFSET: dict[str, str] = {name: f"{name}_offset" for name, _ in FAMILIES["acquisition"]}
+#: calibration measure -> (its indicator, its scale: the annotation descriptor's)
+CALIBRATION: dict[str, tuple[str, float]] = {
+    "volume": ("calibration_volume", dict(FAMILIES["annotation"])["volume_agreement"]),
+    "count": ("calibration_count", dict(FAMILIES["annotation"])["count_agreement"]),
+}
 
 
 @dataclass(frozen=True)
@@ -111,6 +127,9 @@ class SiteIndicators:
         (log1p scale, see :func:`~fedshift.shift.distances.histogram_distance`)
     dice : Dice of the global model's prediction against the site's labels
     volume_bias : (label volume - predicted volume) / predicted volume
+    calibration_volume, calibration_count, calibration_dice : the site's labels of the
+        shared calibration cases against the reference standard (mean log volume and
+        count ratios, Dice; :class:`~fedshift.shift.calibration.Calibration`)
     """
 
     site: str
@@ -128,6 +147,9 @@ class SiteIndicators:
     lesion_count: float | None = None
     dice: float | None = None
     volume_bias: float | None = None
+    calibration_volume: float | None = None
+    calibration_count: float | None = None
+    calibration_dice: float | None = None
 
 
 @dataclass(frozen=True)
@@ -142,7 +164,8 @@ class DiagnosisConfig:
         about 0.25 or less.
     offset : acquisition counts as shifted when the site's median case lies at least this
         many scales from the federation's on some acquisition descriptor. The scales
-        (``FAMILIES["acquisition"]``) are the change that counts as clear on each.
+        (``FAMILIES["acquisition"]``) are the change that counts as clear on each. The same
+        bound applies to the calibration cases' volume and count ratios (annotation).
     population_effect : population counts as shifted when the site's predicted lesion
         load differs from the rest's by at least this many standard deviations (absolute
         value). On the four scenario runs (``runs/diag2-*``) unshifted sites reached at
@@ -204,9 +227,25 @@ def _offsets(ind: SiteIndicators) -> dict[str, float]:
     return _measured(ind, OFFSET)
 
 
+def _calibration(ind: SiteIndicators) -> dict[str, float]:
+    """Calibration measure -> its value in scales (empty without calibration cases)."""
+    measured = _measured(ind, {k: name for k, (name, _) in CALIBRATION.items()})
+    return {k: v / CALIBRATION[k][1] for k, v in measured.items()}
+
+
 def _low(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConfig) -> dict[str, str]:
     """Family -> why it counts as shifted (the families that do)."""
     low = {f: f"{f} similarity {v:.2f}" for f, v in scores.items() if v < cfg.threshold}
+    calibration = _calibration(ind)
+    if calibration:
+        low.pop("annotation", None)
+        far = {n: v for n, v in calibration.items() if abs(v) >= cfg.offset}
+        if far:
+            low["annotation"] = (
+                "labels of the calibration cases unlike the reference standard ("
+                + ", ".join(f"{n} {v:+.1f}" for n, v in far.items())
+                + " scales)"
+            )
     offsets = _offsets(ind)
     if offsets:
         low.pop("acquisition", None)
@@ -234,7 +273,17 @@ def _all_clear(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConf
             f"acquisition within {cfg.offset:g} scale of the federation's median case "
             f"(largest: {worst} {offsets[worst]:+.1f})"
         )
-    deciding = {f: v for f, v in scores.items() if not (f == "acquisition" and offsets)}
+    calibration = _calibration(ind)
+    if calibration:
+        notes.append(
+            f"labels of the calibration cases within {cfg.offset:g} scale of the reference "
+            "standard (" + ", ".join(f"{n} {v:+.1f}" for n, v in calibration.items()) + ")"
+        )
+    deciding = {
+        f: v
+        for f, v in scores.items()
+        if not (f == "acquisition" and offsets) and not (f == "annotation" and calibration)
+    }
     if ind.population_effect is not None and np.isfinite(ind.population_effect):
         deciding.pop("population", None)
         notes.append(
@@ -250,6 +299,10 @@ def _all_clear(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConf
 def _verdict(ind: SiteIndicators, cfg: DiagnosisConfig) -> Diagnosis:
     scores = _scores(ind)
     low = _low(ind, scores, cfg)
+    calibrated = bool(_calibration(ind))
+    # compared with the other sites through the global model: needs images and (for the
+    # label agreement) lesion loads alike; the calibration cases need neither
+    relative = ["population"] if calibrated else ["population", "annotation"]
     shift, notes = [], []
     if "acquisition" in low:
         shift.append("acquisition")
@@ -261,25 +314,26 @@ def _verdict(ind: SiteIndicators, cfg: DiagnosisConfig) -> Diagnosis:
             notes.append(
                 f"images unlike the rest (acquisition similarity {scores['acquisition']:.2f})"
             )
-        for f in ("population", "annotation"):
-            if f in low:
-                notes.append(f"{low[f]} not attributed: images differ")
+        notes += [f"{low[f]} not attributed: images differ" for f in relative if f in low]
     elif _offsets(ind) and scores.get("acquisition", 1.0) < cfg.threshold:
         # on the federation's median case, yet no other site's images are like these:
         # every other site's lesion load and labels are read through another scanner
-        for f in ("population", "annotation"):
-            if f in low:
-                notes.append(
-                    f"{low[f]} not attributed: no other site has images like these "
-                    f"(acquisition similarity {scores['acquisition']:.2f})"
-                )
+        notes += [
+            f"{low[f]} not attributed: no other site has images like these "
+            f"(acquisition similarity {scores['acquisition']:.2f})"
+            for f in relative
+            if f in low
+        ]
     elif "population" in low:
         # the global model's agreement with labels moves with lesion size and count
         shift.append("population")
         notes.append(low["population"])
-        if "annotation" in low:
+        if not calibrated and "annotation" in low:
             notes.append(f"{low['annotation']} not attributed: lesion load differs")
     elif "annotation" in low:
+        shift.append("annotation")
+        notes.append(low["annotation"])
+    if calibrated and "annotation" in low and "annotation" not in shift:
         shift.append("annotation")
         notes.append(low["annotation"])
     if not notes:
@@ -316,6 +370,7 @@ def measure(
     *,
     dice: float | None = None,
     volume_bias: float | None = None,
+    calibration: Calibration | None = None,
     ridge: float = 1e-6,
 ) -> SiteIndicators:
     """A site's indicators from its own statistics and the broadcast reference.
@@ -330,6 +385,9 @@ def measure(
     reference : Reference
     dice, volume_bias : float, optional
         Agreement of the global model with the site's labels (labelled sites only).
+    calibration : Calibration, optional
+        The site's labels of the shared calibration cases against the reference standard
+        (:func:`~fedshift.shift.calibration.measure_calibration`).
     ridge : float
         Ridge of the site's covariance (see :func:`~fedshift.shift.stats.gaussian_from`).
     """
@@ -381,4 +439,13 @@ def measure(
         dice=dice,
         volume_bias=volume_bias,
         **load,
+        **(
+            {}
+            if calibration is None
+            else {
+                "calibration_volume": calibration.volume,
+                "calibration_count": calibration.count,
+                "calibration_dice": calibration.dice,
+            }
+        ),
     )

@@ -190,3 +190,25 @@ def test_planted_shifts_of_the_scenarios(scenario: str, expected: dict[str, list
         "acquisition",
         "population",
     ]
+
+
+def test_calibration_cases_are_shared_and_annotated_by_each_sites_rater(tmp_path: Path) -> None:
+    from fedshift.shift.calibration import measure_calibration
+
+    cfg = tiny(
+        a=SiteSpec(),
+        b=SiteSpec(rater_dilation=1, gamma=1.5),
+        target=SiteSpec(labelled=False),
+    )
+    cfg.calibration_cases = 2
+    write_federation(cfg, tmp_path / "fed")
+    a, b = (tmp_path / "fed" / s / "calibration" for s in ("a", "b"))
+    assert not (tmp_path / "fed" / "target" / "calibration").exists()
+    for sub in ("images", "reference"):  # the same public cases everywhere
+        assert _bytes_of(a / sub) == _bytes_of(b / sub) and len(_bytes_of(a / sub)) == 2
+    assert _bytes_of(a / "labels") == _bytes_of(a / "reference")
+    ref = np.asarray(nib.load(b / "reference" / "calibration000.nii.gz").dataobj)
+    lab = np.asarray(nib.load(b / "labels" / "calibration000.nii.gz").dataobj)
+    assert ref.sum() > 0 and lab.sum() > ref.sum() and np.all(lab[ref > 0] == 1)
+    assert measure_calibration(tmp_path / "fed" / "a").volume == 0.0
+    assert measure_calibration(tmp_path / "fed" / "b").volume > 0.2

@@ -216,3 +216,45 @@ def test_measure_site_equal_to_reference_is_zero(rng):
         build_reference(stats),
     )
     assert other.lesion_volume is None
+
+
+def test_calibration_cases_decide_annotation_whatever_the_relative_similarity():
+    """The faithful rater among raters split two and two: low similarity to the rest, but
+    its calibration labels match the reference standard."""
+    faithful = SiteIndicators("f", acquisition_similarity=0.95, annotation_similarity=0.39,
+                              calibration_volume=0.0, calibration_count=0.0)  # fmt: skip
+    (d,) = diagnose([faithful])
+    assert d.shift == []
+    assert "calibration cases within 1 scale of the reference standard" in d.evidence
+    assert "annotation 0.39" not in d.evidence
+    missing = SiteIndicators("m", acquisition_similarity=0.95, annotation_similarity=0.9,
+                             calibration_volume=-0.1, calibration_count=-0.5)  # fmt: skip
+    (d,) = diagnose([missing])
+    assert d.shift == ["annotation"]
+    assert "unlike the reference standard (count -1.7 scales)" in d.evidence
+    assert diagnose([missing], DiagnosisConfig(offset=2.0))[0].shift == []
+
+
+def test_calibration_is_not_gated_by_scanner_or_lesion_load():
+    """The calibration images are the same at every site and read by its raters, not by
+    the model: a site with another scanner or more lesions is still checked."""
+    dilating = {"calibration_volume": 1.1, "calibration_count": -0.06}
+    scanner = SiteIndicators("s", acquisition_similarity=0.9, contrast_offset=2.0, **dilating)
+    assert diagnose([scanner])[0].shift == ["acquisition", "annotation"]
+    loaded = SiteIndicators("l", acquisition_similarity=0.9, population_effect=2.0, **dilating)
+    assert diagnose([loaded])[0].shift == ["population", "annotation"]
+    alone = SiteIndicators("a", acquisition_similarity=0.05, contrast_offset=0.1, **dilating)
+    assert diagnose([alone])[0].shift == ["annotation"]
+
+
+def test_measure_reports_the_calibration(rng):
+    from fedshift.shift.calibration import Calibration
+
+    layout = StatsLayout(feat_dim=2)
+    stats = SiteStatistics.zeros(layout)
+    reference = build_reference(stats)
+    cal = Calibration(cases=5, volume=1.1, count=-0.06, dice=0.49)
+    ind = measure("a", stats, reference, calibration=cal)
+    got = (ind.calibration_volume, ind.calibration_count, ind.calibration_dice)
+    assert got == (1.1, -0.06, 0.49)
+    assert measure("a", stats, reference).calibration_volume is None

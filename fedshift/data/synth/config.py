@@ -79,6 +79,7 @@ class SynthConfig:
     ventricle_sd: float = 0.25  # std of the log ventricle enlargement
     ghosting_strength: float = 0.5  # k-space line intensity of motion ghosts
     spike_strength: float = 0.3  # k-space spike height relative to the k-space maximum
+    calibration_cases: int = 5  # shared cases every labelled site's raters annotate; 0: none
     sites: dict[str, SiteSpec] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -88,6 +89,8 @@ class SynthConfig:
             raise ConfigError(f"voxel_mm must be within [0.5, 8] mm, got {self.voxel_mm}")
         if self.n_train < 0 or self.n_test < 0:
             raise ConfigError(f"n_train/n_test must be >= 0, got {self.n_train}/{self.n_test}")
+        if self.calibration_cases < 0:
+            raise ConfigError(f"calibration_cases must be >= 0, got {self.calibration_cases}")
         for name, spec in self.sites.items():
             if not name.replace("-", "").replace("_", "").isalnum():
                 raise ConfigError(f"site name {name!r} must be letters, digits, '-' or '_'")

@@ -1,5 +1,10 @@
 """Write a synthetic federation: one nnU-Net v2 site folder per site, plus truth.json.
 
+Each labelled site also gets the federation's calibration cases
+(:mod:`fedshift.shift.calibration`): the same images and reference standard (the true
+lesion masks, on the unshifted scanner) everywhere, and the site's raters' annotation of
+them (its annotation protocol applied to the truth, as for its own cases).
+
 Deterministic: every case draws from ``numpy.random.default_rng([seed, crc32(site),
 split, index])``, so a case does not change when other sites are added, and the same seed
 gives the same bytes (nibabel writes gzip with a zero timestamp).
@@ -18,6 +23,7 @@ import nibabel as nib
 import numpy as np
 
 from fedshift.config import to_yaml
+from fedshift.data.layout import CALIBRATION_DIR
 from fedshift.data.synth.acquisition import acquire, flair_contrast
 from fedshift.data.synth.anatomy import load_template, output_grid, sample_subject
 from fedshift.data.synth.annotation import extra_rater, rater_style
@@ -29,6 +35,8 @@ log = logging.getLogger(__name__)
 
 DESCRIP = b"FedShift synthetic FLAIR phantom"
 _SPLIT_CODE = {"train": 0, "test": 1}
+#: the random stream of the calibration cases (not a valid site name, so no site shares it)
+_CALIBRATION_STREAM = "#calibration"
 
 
 def case_rng(seed: int, site: str, split: str, index: int) -> np.random.Generator:
@@ -56,10 +64,16 @@ def _artifacts(spec: SiteSpec, n_train: int, rng: np.random.Generator) -> dict[i
 
 
 def synth_case(
-    cfg: SynthConfig, site: str, split: str, index: int, artifact: str | None
+    cfg: SynthConfig,
+    site: str,
+    split: str,
+    index: int,
+    artifact: str | None,
+    spec: SiteSpec | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-    """One case: (int16 image, true lesion mask uint8, affine, planted parameters)."""
-    spec = cfg.sites[site]
+    """One case: (int16 image, true lesion mask uint8, affine, planted parameters).
+    ``spec`` defaults to ``cfg.sites[site]``."""
+    spec = cfg.sites[site] if spec is None else spec
     template = load_template()
     shape, affine = output_grid(template, cfg.voxel_mm)
     rng = case_rng(cfg.seed, site, split, index)
@@ -127,6 +141,31 @@ def _write_case(
     return {"case": case_id, "split": split, **params}
 
 
+def write_calibration(
+    cfg: SynthConfig, out: Path, progress: Callable[[str], None] | None = None
+) -> int:
+    """Write ``SITE/calibration/{images,reference,labels}`` for every labelled site of
+    ``cfg`` under ``out`` (site folders that exist or not); returns the number of cases.
+    Deterministic, and independent of the sites: one more call rewrites the same bytes."""
+    common = SiteSpec()
+    cases = []
+    for i in range(cfg.calibration_cases):
+        image, truth, affine, _ = synth_case(cfg, _CALIBRATION_STREAM, "test", i, None, common)
+        cases.append((f"calibration{i:03d}", image, truth, affine))
+        if progress:
+            progress(f"calibration case {i + 1}/{cfg.calibration_cases}")
+    for site, spec in cfg.sites.items():
+        if not spec.labelled:
+            continue
+        root = out / site / CALIBRATION_DIR
+        for case_id, image, truth, affine in cases:
+            _save(image, affine, root / "images" / f"{case_id}_0000.nii.gz")
+            _save(truth, affine, root / "reference" / f"{case_id}.nii.gz")
+            label = rater_style(truth, spec, cfg.voxel_mm**3)
+            _save(label, affine, root / "labels" / f"{case_id}.nii.gz")
+    return len(cases)
+
+
 def _dataset_json(site: str, spec: SiteSpec, n_train: int) -> dict[str, Any]:
     return {
         "name": site,
@@ -174,6 +213,7 @@ def write_federation(
                     progress(f"{site}: {split} case {i + 1}/{n}")
         (root / "dataset.json").write_text(json.dumps(_dataset_json(site, spec, n_train), indent=2))
         truth["sites"][site] = {"spec": _spec_dict(spec), "cases": cases}
+    truth["calibration_cases"] = write_calibration(cfg, out, progress)
     (out / "truth.json").write_text(json.dumps(truth, indent=1))
     (out / "scenario.yaml").write_text(to_yaml(cfg))
     return truth
