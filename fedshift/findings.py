@@ -36,6 +36,10 @@ CODES: dict[str, tuple[Severity, str]] = {
     "rater_disagreement": ("warning", "raters of the same case disagree strongly"),
     "unstructured": ("error", "the folder is not in nnU-Net v2 raw layout"),
     "unlabelled_site": ("info", "the site has no training labels (a target site)"),
+    "calibration": (
+        "warning",
+        "a calibration label cannot be compared with the reference standard (not used)",
+    ),
     "unexpected_file": ("warning", "a file in the layout that FedShift does not use"),
     "attestation_missing": ("warning", "a human attestation is not given in the site config"),
     "unusual_input": ("info", "valid but unusual input, handled"),

@@ -205,6 +205,32 @@ def _scan_raters(root: Path, problems: list[Finding]) -> dict[str, dict[str, Pat
     }
 
 
+def scan_calibration(root: Path) -> tuple[list[tuple[str, Path, Path]], list[Finding]]:
+    """``(case, site label, reference label)`` for every calibration case the site
+    annotated (``SITE/calibration/labels``; :mod:`fedshift.shift.calibration`), and a
+    finding for each label without a reference of the same name."""
+    base = Path(root) / CALIBRATION_DIR
+    labels = base / "labels"
+    if not labels.is_dir():
+        return [], []
+    pairs, problems = [], []
+    for path in sorted(p for p in labels.iterdir() if is_nifti(p)):
+        case = strip_nifti_suffix(path.name)
+        found = [r for r in (base / "reference").glob(f"{case}.nii*") if is_nifti(r)]
+        if found:
+            pairs.append((case, path, found[0]))
+        else:
+            problems.append(
+                finding(
+                    "calibration",
+                    f"calibration label {case!r} has no reference standard "
+                    f"{CALIBRATION_DIR}/reference/{case}.nii.gz",
+                    str(path.relative_to(root)),
+                )
+            )
+    return pairs, problems
+
+
 def discover_site(root: str | Path) -> SiteLayout:
     """Scan a site folder. Raises :class:`UsageError` only if ``root`` is not a folder."""
     if not Path(root).is_dir():
@@ -215,6 +241,7 @@ def discover_site(root: str | Path) -> SiteLayout:
     raters = _scan_raters(root, problems)
     train, has_train_labels = _cases_of_split(root, "train", problems, raters)
     test, _ = _cases_of_split(root, "test", problems, {})
+    problems += scan_calibration(root)[1]
     if not (root / "imagesTr").is_dir():
         problems.append(finding("unstructured", "imagesTr/ is missing", "imagesTr"))
     return SiteLayout(

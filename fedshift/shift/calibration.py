@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fedshift.data.layout import CALIBRATION_DIR
-from fedshift.data.nifti import read_volume, strip_nifti_suffix
+from fedshift.data.layout import scan_calibration
+from fedshift.data.nifti import read_volume
 from fedshift.errors import DataError
 from fedshift.model.metrics import dice
 from fedshift.shift.descriptors import annotation
@@ -55,38 +55,6 @@ class Calibration:
     dice: float
 
 
-def calibration_pairs(site_dir: str | Path) -> list[tuple[str, Path, Path]]:
-    """``(case, site label, reference label)`` for every calibration case the site
-    annotated; empty when the site has no ``calibration/labels`` folder.
-
-    Raises
-    ------
-    DataError
-        code ``calibration`` when a label has no reference of the same name.
-    """
-    root = Path(site_dir) / CALIBRATION_DIR
-    labels = root / "labels"
-    if not labels.is_dir():
-        return []
-    pairs = []
-    for path in sorted(p for p in labels.iterdir() if p.name.endswith((".nii", ".nii.gz"))):
-        case = strip_nifti_suffix(path.name)
-        reference = next(
-            (r for r in (root / "reference" / f"{case}{s}" for s in (".nii.gz", ".nii"))
-             if r.is_file()),
-            None,
-        )  # fmt: skip
-        if reference is None:
-            raise DataError(
-                "calibration",
-                f"calibration label {case!r} has no reference standard "
-                f"({root / 'reference'}/{case}.nii.gz)",
-                str(path),
-            )
-        pairs.append((case, path, reference))
-    return pairs
-
-
 def measure_calibration(site_dir: str | Path) -> Calibration | None:
     """The site's :class:`Calibration`, or ``None`` without calibration labels.
 
@@ -95,8 +63,11 @@ def measure_calibration(site_dir: str | Path) -> Calibration | None:
     DataError
         code ``calibration`` for a label without a reference or with another grid.
     """
+    pairs, problems = scan_calibration(Path(site_dir))
+    if problems:
+        raise DataError("calibration", problems[0].message, problems[0].file)
     rows, dices = [], []
-    for case, label_path, reference_path in calibration_pairs(site_dir):
+    for case, label_path, reference_path in pairs:
         label, reference = read_volume(label_path), read_volume(reference_path)
         if label.data.shape != reference.data.shape or not np.allclose(
             label.affine, reference.affine, atol=1e-3

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 from mri_fixtures import make_site
 
+from fedshift.data.layout import discover_site, scan_calibration
 from fedshift.data.synth.annotation import rater_style
 from fedshift.data.synth.config import SiteSpec
 from fedshift.errors import DataError
 from fedshift.model.config import SegConfig
-from fedshift.shift.calibration import calibration_pairs, measure_calibration
+from fedshift.shift.calibration import measure_calibration
 from fedshift.shift.descriptors import FAMILIES
 from fedshift.sitework import SiteWorker
 
@@ -88,7 +89,7 @@ def test_a_rater_who_misses_the_smallest_lesion_of_each_case_stays_within_a_scal
 
 def test_no_calibration_folder_is_none(tmp_path: Path) -> None:
     assert measure_calibration(tmp_path) is None
-    assert calibration_pairs(tmp_path) == []
+    assert scan_calibration(tmp_path) == ([], [])
 
 
 def test_a_label_without_its_reference_is_refused(tmp_path: Path) -> None:
@@ -96,7 +97,10 @@ def test_a_label_without_its_reference_is_refused(tmp_path: Path) -> None:
     (root / "calibration" / "reference" / "cal1.nii.gz").unlink()
     with pytest.raises(DataError, match="'cal1' has no reference standard") as err:
         measure_calibration(root)
-    assert err.value.file.endswith("labels/cal1.nii.gz")
+    assert err.value.file == "calibration/labels/cal1.nii.gz"
+    (root / "imagesTr").mkdir()
+    (finding,) = [p for p in discover_site(root).problems if p.code == "calibration"]
+    assert finding.severity == "warning" and finding.file == "calibration/labels/cal1.nii.gz"
 
 
 def test_a_label_on_another_grid_is_refused(tmp_path: Path) -> None:
