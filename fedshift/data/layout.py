@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from fedshift.data.nifti import is_nifti, strip_nifti_suffix
+from fedshift.data.nifti import NIFTI_SUFFIXES, is_nifti, strip_nifti_suffix
 from fedshift.errors import UsageError
 from fedshift.findings import Finding, finding
 
@@ -216,7 +216,7 @@ def scan_calibration(root: Path) -> tuple[list[tuple[str, Path, Path]], list[Fin
     pairs, problems = [], []
     for path in sorted(p for p in labels.iterdir() if is_nifti(p)):
         case = strip_nifti_suffix(path.name)
-        found = [r for r in (base / "reference").glob(f"{case}.nii*") if is_nifti(r)]
+        found = [r for s in NIFTI_SUFFIXES if (r := base / "reference" / f"{case}{s}").is_file()]
         if found:
             pairs.append((case, path, found[0]))
         else:

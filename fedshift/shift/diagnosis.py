@@ -330,10 +330,10 @@ def _verdict(ind: SiteIndicators, cfg: DiagnosisConfig) -> Diagnosis:
         notes.append(low["population"])
         if not calibrated and "annotation" in low:
             notes.append(f"{low['annotation']} not attributed: lesion load differs")
-    elif "annotation" in low:
+    elif not calibrated and "annotation" in low:
         shift.append("annotation")
         notes.append(low["annotation"])
-    if calibrated and "annotation" in low and "annotation" not in shift:
+    if calibrated and "annotation" in low:
         shift.append("annotation")
         notes.append(low["annotation"])
     if not notes:
@@ -423,6 +423,13 @@ def measure(
             stats.descriptors["acquisition"], reference.descriptors["acquisition"]
         )
         offsets = {OFFSET[n]: v for n, v in (found or {}).items() if np.isfinite(v)}
+    calibrated = {}
+    if calibration is not None:
+        calibrated = {
+            "calibration_volume": calibration.volume,
+            "calibration_count": calibration.count,
+            "calibration_dice": calibration.dice,
+        }
     effect = None
     if "population" in reference.descriptors and "population" in stats.descriptors:
         own, federation = stats.descriptors["population"], reference.descriptors["population"]
@@ -439,13 +446,5 @@ def measure(
         dice=dice,
         volume_bias=volume_bias,
         **load,
-        **(
-            {}
-            if calibration is None
-            else {
-                "calibration_volume": calibration.volume,
-                "calibration_count": calibration.count,
-                "calibration_dice": calibration.dice,
-            }
-        ),
+        **calibrated,
     )
