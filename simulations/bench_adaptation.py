@@ -26,6 +26,8 @@ is reused, so an interrupted benchmark continues):
                                   (the labelled sites train as in fedavg_intensity)
     oracle                        fedavg with the target's training labels too (synthetic
                                   scenarios only: the ceiling no adaptation can pass)
+    oracle_intensity              the oracle with each site's intensity map: the ceiling
+                                  for what embedding alignment can add to the map
 
 Secure statistics run in fedavg, moments and fedshift (the Bures variants need them).
 
@@ -81,6 +83,11 @@ RUNS: dict[str, list[str]] = {
         "seg.align.labelled=false",
     ],
     "oracle": ["fed.strategy=fedavg"],
+    "oracle_intensity": [
+        "fed.strategy=fedavg",
+        "fed.secure_stats=true",
+        "fed.align_intensity=true",
+    ],
 }
 #: method -> (run, which final metrics)
 METHODS: dict[str, tuple[str, str]] = {
@@ -98,8 +105,11 @@ METHODS: dict[str, tuple[str, str]] = {
     "centralized": ("centralized", "final"),
     "centralized_jdot": ("centralized_jdot", "final"),
     "oracle": ("oracle", "final"),
+    "oracle_intensity": ("oracle_intensity", "final"),
 }
 NOT_IMPLEMENTED: tuple[str, ...] = ()
+#: runs that train the target with its labels (synthetic scenarios only)
+ORACLES = ("oracle", "oracle_intensity")
 
 
 def finished(folder: Path) -> bool:
@@ -114,7 +124,7 @@ def run_once(run: str, seed: int, out: Path, data: list[str], extra: list[str]) 
         print(f"{run} seed {seed}: reusing {folder}", flush=True)
         return folder
     overrides = [*RUNS[run], f"seed={seed}", f"out={folder}", *data, *extra]
-    if run == "oracle":
+    if run in ORACLES:
         overrides += [
             "data.synth_overrides=[sites.target.labelled=true]",
             f"data.synth_dir={out / 'oracle-data' / f'seed{seed}'}",
@@ -298,9 +308,9 @@ def main() -> None:
         if not (args.sites and args.target):
             parser.error("--sites and --target go together")
         data = [f"data.sites={json.dumps(args.sites)}", f"data.target={json.dumps(args.target)}"]
-        if "oracle" in args.methods:
-            print("oracle needs the target's training labels: left out for --sites/--target")
-            args.methods = [m for m in args.methods if m != "oracle"]
+        if any(m in ORACLES for m in args.methods):
+            print("the oracles need the target's training labels: left out for --sites/--target")
+            args.methods = [m for m in args.methods if m not in ORACLES]
     result: dict = {"methods": {}, "seeds": args.seeds, "missing": list(NOT_IMPLEMENTED)}
     names = target_names(data, args.overrides)
     costs = []
@@ -311,7 +321,7 @@ def main() -> None:
             if args.report_only and not finished(folder):
                 continue
             folder = run_once(run, seed, args.out, data, args.overrides)
-            got = scores(folder, which, names if run == "oracle" else None)
+            got = scores(folder, which, names if run in ORACLES else None)
             entry = result["methods"].setdefault(
                 method, {"seeds": [], "target_dice": [], "target_lesion_f1": [], "site_dice": {}}
             )
