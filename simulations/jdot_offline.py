@@ -10,9 +10,13 @@ Each run needs its secure statistics (``fed.secure_stats=true``): the target's w
 holds the reference of the final model and, with ``fed.align_intensity``, its intensity
 map. The folder is copied, never changed. A variant is a list of ``seg.align`` overrides
 (comma separated, ``name=value``) on today's defaults; ``threshold=0.5`` replaces the
-federation's decision threshold for the target's own labels. "after" scores the adapted model at the
-federation's threshold and at 0.5 (its own boundary for labels it was trained on). The
-target's labels are read only to score.
+federation's decision threshold for the target's own labels. ``--variant supervised`` is
+the ceiling for the same budget: the same steps trained on the target's *training labels*
+with the labelled sites' loss and learning rate, read from the copy of the target that
+``bench_adaptation.py --methods oracle`` wrote (OUT/oracle-data/seed<k>, found beside the
+run; its images are checked byte for byte against the run's target). "after" scores the
+adapted model at the federation's threshold and at 0.5 (its own boundary for labels it was
+trained on). Otherwise the target's labels are read only to score.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from fedshift.sitework import site_worker
 def parse_variant(text: str) -> dict[str, str]:
     if text == "default":
         return {}
+    if text == "supervised":
+        return {"supervised": "true"}
     return dict(item.split("=", 1) for item in text.split(","))
 
 
@@ -57,12 +63,30 @@ def drop_stale_descriptors(path: Path) -> None:
         np.savez(path, **{k: v for k, v in arrays.items() if k not in stale})
 
 
+def labelled_copy(run: Path, target: Path) -> Path:
+    """The target with its training labels, as the benchmark's oracle runs hold it."""
+    copy = run.parent.parent / "oracle-data" / run.name / target.name
+    if not (copy / "labelsTr").is_dir():
+        raise SystemExit(
+            f"--variant supervised needs the target with its training labels at {copy}: "
+            f"run bench_adaptation.py --out {run.parent.parent} --methods oracle first"
+        )
+    for folder in ("imagesTr", "imagesTs"):
+        ours, theirs = sorted((target / folder).iterdir()), sorted((copy / folder).iterdir())
+        if [f.name for f in ours] != [f.name for f in theirs] or any(
+            a.read_bytes() != b.read_bytes() for a, b in zip(ours, theirs, strict=True)
+        ):
+            raise SystemExit(f"{copy / folder} does not hold the images of {target / folder}")
+    return copy
+
+
 def adapt(run: Path, variant: dict[str, str], steps: int, scratch: Path) -> dict[str, float]:
     """Target Dice / lesion F1 of the run's final model before and after ``steps`` JDOT
     steps at the target."""
     cfg = load_config(RunConfig, [run / "config.yaml"], [])
     options = dict(variant)
     threshold = options.pop("threshold", None)
+    supervised = options.pop("supervised", None) is not None
     align = JDOTConfig()  # today's defaults, not those the run stored
     align = dataclasses.replace(
         align, **{k: type(getattr(align, k))(v) for k, v in options.items()}
@@ -70,7 +94,7 @@ def adapt(run: Path, variant: dict[str, str], steps: int, scratch: Path) -> dict
     train = dataclasses.replace(cfg.seg.train, local_steps=steps)
     cfg = dataclasses.replace(
         cfg,
-        fed=dataclasses.replace(cfg.fed, strategy="fedshift"),
+        fed=dataclasses.replace(cfg.fed, strategy="fedavg" if supervised else "fedshift"),
         seg=dataclasses.replace(cfg.seg, align=align, train=train),
     )
     target = Path(cfg.data.target[0])
@@ -78,8 +102,14 @@ def adapt(run: Path, variant: dict[str, str], steps: int, scratch: Path) -> dict
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(run / "sites" / target.name, work)
     drop_stale_descriptors(work / "shift" / "reference.npz")
+    # scores as the run did (the federation's threshold: the target has no validation
+    # labels); trains on the labelled copy for the supervised ceiling
     worker = site_worker(cfg, target, work)
     worker.cache_dir = Path(cfg.data.cache_dir) / target.name  # shared preprocessing
+    learner = worker
+    if supervised:
+        learner = site_worker(cfg, labelled_copy(run, target), work)
+        learner.cache_dir = scratch / "cache"  # its own: it holds the training labels
     state = RunFolder(run).load_checkpoint()
     if state is None or state.weights is None:
         raise SystemExit(f"{run} has no checkpoint")
@@ -88,7 +118,7 @@ def adapt(run: Path, variant: dict[str, str], steps: int, scratch: Path) -> dict
     pseudo = float(threshold) if threshold is not None else federation
     start = time.perf_counter()
     before = worker.evaluate(weights, "test", threshold=federation)
-    trainer = worker.trainer(pseudo)
+    trainer = learner.trainer(pseudo)
     trainer.train(global_weights=weights, round_index=1)
     after = worker.evaluate(trainer.get_weights(), "test", threshold=federation)
     # the adapted model was trained on labels read at `pseudo`: its own boundary is 0.5

@@ -14,7 +14,9 @@ the same case of the same seed under both models). An interval that holds 0 mean
 cases cannot tell the two methods apart.
 
 Methods are run folders of ``simulations/bench_adaptation.py`` (OUT/<method>/seed<k>) whose
-final model is the one scored (not the Bures variants). Nothing in the runs is changed.
+final model is the one scored (not the Bures variants). In the oracle runs the target
+trains as a labelled site; its cases still count as the target's (the sites the baseline
+holds as its target). Nothing in the runs is changed.
 Writes OUT/paired_cases.json and prints a table; the per-case scores of each run are kept
 in OUT/paired_cases/ for the next call.
 """
@@ -123,6 +125,11 @@ def main() -> None:
             target.update(tar)
             print(f"scored {run}: {len(lab)} labelled and {len(tar)} target cases", flush=True)
         scored[method] = (labelled, target)
+    # an oracle run trains the target as a labelled site: its cases count as the target's
+    target_sites = {site for _, site, _ in scored[args.baseline][1]}
+    for labelled, target in scored.values():
+        for key in [k for k in labelled if k[1] in target_sites]:
+            target[key] = labelled.pop(key)
     rng = np.random.default_rng(0)
     rows = []
     print(f"\nper-case test Dice, method - {args.baseline} (mean [95% bootstrap], cases)")
