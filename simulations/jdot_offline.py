@@ -11,10 +11,12 @@ holds the reference of the final model and, with ``fed.align_intensity``, its in
 map. The folder is copied, never changed. A variant is a list of ``seg.align`` overrides
 (comma separated, ``name=value``) on today's defaults; ``threshold=0.5`` replaces the
 federation's decision threshold for the target's own labels. ``--variant supervised`` is
-the ceiling for the same budget: the same steps trained on the target's *training labels*
-with the labelled sites' loss and learning rate, read from the copy of the target that
-``bench_adaptation.py --methods oracle`` wrote (OUT/oracle-data/seed<k>, found beside the
-run; its images are checked byte for byte against the run's target). "after" scores the
+the ceiling for the same budget: the same steps at the same learning rate
+(``unlabelled_lr_scale`` x ``train.lr``; ``supervised,unlabelled_lr_scale=1``: the
+labelled sites' rate) trained with the labelled sites' loss on the target's *training
+labels*, read from the copy of the target that ``bench_adaptation.py --methods oracle``
+wrote (OUT/oracle-data/seed<k>, found beside the run; its images are checked byte for byte
+against the run's target). "after" scores the
 adapted model at the federation's threshold and at 0.5 (its own boundary for labels it was
 trained on). Otherwise the target's labels are read only to score.
 """
@@ -42,9 +44,9 @@ from fedshift.sitework import site_worker
 def parse_variant(text: str) -> dict[str, str]:
     if text == "default":
         return {}
-    if text == "supervised":
-        return {"supervised": "true"}
-    return dict(item.split("=", 1) for item in text.split(","))
+    items = text.split(",")
+    flags = {item: "true" for item in items if item == "supervised"}
+    return {**flags, **dict(item.split("=", 1) for item in items if item not in flags)}
 
 
 def drop_stale_descriptors(path: Path) -> None:
@@ -92,6 +94,8 @@ def adapt(run: Path, variant: dict[str, str], steps: int, scratch: Path) -> dict
         align, **{k: type(getattr(align, k))(v) for k, v in options.items()}
     )
     train = dataclasses.replace(cfg.seg.train, local_steps=steps)
+    if supervised:  # the learning rate the target adapts with, unless the variant says
+        train = dataclasses.replace(train, lr=train.lr * align.unlabelled_lr_scale)
     cfg = dataclasses.replace(
         cfg,
         fed=dataclasses.replace(cfg.fed, strategy="fedavg" if supervised else "fedshift"),
