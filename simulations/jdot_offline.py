@@ -16,9 +16,9 @@ the ceiling for the same budget: the same steps at the same learning rate
 labelled sites' rate) trained with the labelled sites' loss on the target's *training
 labels*, read from the copy of the target that ``bench_adaptation.py --methods oracle``
 wrote (OUT/oracle-data/seed<k>, found beside the run; its images are checked byte for byte
-against the run's target). "after" scores the
-adapted model at the federation's threshold and at 0.5 (its own boundary for labels it was
-trained on). Otherwise the target's labels are read only to score.
+against the run's target). "after" scores the adapted model at the federation's threshold
+and at 0.5 (its own boundary for labels it was trained on). Otherwise the target's labels
+are read only to score.
 """
 
 from __future__ import annotations
@@ -44,9 +44,11 @@ from fedshift.sitework import site_worker
 def parse_variant(text: str) -> dict[str, str]:
     if text == "default":
         return {}
-    items = text.split(",")
-    flags = {item: "true" for item in items if item == "supervised"}
-    return {**flags, **dict(item.split("=", 1) for item in items if item not in flags)}
+    options = {}
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        options[name] = value or "true"  # a bare name is a flag: supervised
+    return options
 
 
 def drop_stale_descriptors(path: Path) -> None:
