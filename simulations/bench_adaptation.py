@@ -337,6 +337,11 @@ def main() -> None:
         if finished(plain) and finished(aligned):
             labelled = set(json.loads((plain / "metrics.json").read_text())["final"]["sites"])
             costs.append(seconds_per_step(aligned, labelled) / seconds_per_step(plain, labelled))
+    if not result["methods"]:
+        parser.error(
+            f"no finished runs under {args.out} for seeds {args.seeds} and methods "
+            f"{args.methods} (a finished run has a final evaluation in OUT/RUN/seedN/metrics.json)"
+        )
     text = markdown(result, args.seeds) + criteria(result)
     if costs:
         result["aligned_step_cost"] = costs
