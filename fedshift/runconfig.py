@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +68,9 @@ class FedConfig:
     # finds no lesion yet has nothing to align (runs/bench-adaptation/fedshift-round3)
     align_from_round: int = 2
     align_min_val_dice: float = 0.5
+    # FedAvg weighs a site's update by its training cases; a site without labels (it trains
+    # on the alignment term alone) by its cases times this. 1.0: like every other site
+    unlabelled_weight: float = 1.0
     stats_samples: int = 256  # embedding voxels sampled per class per case
     secagg_frac_bits: int = 24  # fixed point: a value travels as round(x * 2**frac_bits)
     secagg_clip: float = 1073741824.0  # 2**30; inputs are clipped to [-clip, clip]
@@ -122,6 +126,10 @@ class RunConfig:
         if not 0 <= self.fed.align_min_val_dice <= 1:
             raise ConfigError(
                 f"fed.align_min_val_dice must lie in [0, 1], got {self.fed.align_min_val_dice}"
+            )
+        if not (math.isfinite(self.fed.unlabelled_weight) and self.fed.unlabelled_weight >= 0):
+            raise ConfigError(
+                f"fed.unlabelled_weight must be a number >= 0, got {self.fed.unlabelled_weight}"
             )
         if self.fed.stats_samples < 1:
             raise ConfigError(f"fed.stats_samples must be >= 1, got {self.fed.stats_samples}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -56,8 +57,22 @@ def _ensure_synthetic_locked(cfg: RunConfig, root: Path) -> Path:
             log.info("reusing synthetic federation %s", root)
             return root
         raise UsageError(f"{root} holds another synthetic federation; set data.synth_dir elsewhere")
+    if root.exists() and any(root.iterdir()):
+        raise UsageError(
+            f"{root} is not empty but holds no finished synthetic federation (no truth.json "
+            "and scenario.yaml); delete it or set data.synth_dir elsewhere"
+        )
+    # generate next to it and rename when done: an interrupted generation leaves only
+    # the hidden .partial folder, which the next run replaces
+    partial = root.with_name(f".{root.name}.partial")
+    if partial.exists():
+        log.info("removing %s, left by an interrupted generation", partial)
+        shutil.rmtree(partial)
     log.info("generating synthetic federation %r (seed %d) in %s", synth.name, synth.seed, root)
-    write_federation(synth, root, progress=lambda m: log.debug(m))
+    write_federation(synth, partial, progress=lambda m: log.debug(m))
+    if root.exists():
+        root.rmdir()  # empty (checked above)
+    partial.rename(root)
     return root
 
 

@@ -21,7 +21,10 @@ ALIGN = "align"  # train: use the strategy's alignment term this round (moments,
 BURES = "bures"  # evaluate: apply the site's Bures-Wasserstein map before the head
 
 # metric and site keys the sites send
-NUM_EXAMPLES = "num-examples"  # training cases, the FedAvg weight
+NUM_EXAMPLES = "num-examples"  # training cases
+# metric key the coordinator adds to each training reply: what FedAvg weights by (the
+# training cases, times fed.unlabelled_weight at a site without labels)
+FEDAVG_WEIGHT = "fedavg-weight"
 SITE_NAME = "name"
 LEVEL = "level"
 N_CASES = "n-cases"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +38,11 @@ log = logging.getLogger("fedshift.coordinator")
 
 def _fedavg(cfg: RunConfig, n: int) -> Strategy:
     return FedAvg(
-        fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n, min_available_nodes=n
+        fraction_train=1.0,
+        fraction_evaluate=0.0,
+        min_train_nodes=n,
+        min_available_nodes=n,
+        weighted_by_key=keys.FEDAVG_WEIGHT,
     )
 
 
@@ -49,6 +53,7 @@ def _fedprox(cfg: RunConfig, n: int) -> Strategy:
         min_train_nodes=n,
         min_available_nodes=n,
         proximal_mu=cfg.fed.proximal_mu,
+        weighted_by_key=keys.FEDAVG_WEIGHT,
     )
 
 
@@ -219,6 +224,16 @@ def last_threshold(state: RunState) -> float | None:
     return mean_threshold(_last_val(state)) if state.rounds else None
 
 
+def set_fedavg_weights(replies: Iterable[Message], scale: Mapping[int, float]) -> None:
+    """Write the weight FedAvg averages each reply's update with (``keys.FEDAVG_WEIGHT``):
+    the site's training cases times ``scale`` of its node (1 where absent). The coordinator
+    sets it, so a site cannot choose its own weight beyond its case count."""
+    for reply in replies:
+        metrics = reply.content.metric_records[keys.METRICS]
+        factor = scale.get(reply.metadata.src_node_id, 1.0)
+        metrics[keys.FEDAVG_WEIGHT] = float(metrics[keys.NUM_EXAMPLES]) * factor
+
+
 def train_round(
     grid: Grid,
     strategy: Strategy,
@@ -228,12 +243,14 @@ def train_round(
     cfg: RunConfig,
     threshold: float | None = None,
     align: bool = False,
+    scale: Mapping[int, float] | None = None,
 ) -> tuple[list[np.ndarray], dict[str, dict[str, float]]]:
     """One Flower training round restricted to the sites that passed the readiness gate.
 
     ``threshold``: the decision threshold the labelled sites tuned in the previous round;
     a site without labels reads its own lesion labels off the model with it. ``align``:
-    the sites add their alignment term (moments, fedshift) this round."""
+    the sites add their alignment term (moments, fedshift) this round. ``scale``: node ->
+    factor on its FedAvg weight (:func:`set_fedavg_weights`)."""
     config = ConfigRecord({keys.ALIGN: align})
     if threshold is not None:
         config[keys.THRESHOLD] = float(threshold)
@@ -243,6 +260,7 @@ def train_round(
         if m.metadata.dst_node_id in trainers
     ]
     replies = _by_site(_send(grid, messages, cfg.fed.timeout_s, f"train round {rnd}"))
+    set_fedavg_weights(replies, scale or {})
     arrays, _ = strategy.aggregate_train(rnd, replies)
     if arrays is None:
         raise FedShiftError(f"round {rnd}: no site returned a model update")
@@ -300,6 +318,7 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
         "name": cfg.fed.strategy,
         "state": "stateless between rounds (FedAvg aggregation; the reference is on disk)",
         "trainers": sorted(sites[n].name for n in trainers | adapters),
+        "unlabelled_weight": cfg.fed.unlabelled_weight,
     }
     first = state.last_round + 1
     threshold = last_threshold(state)
@@ -322,6 +341,7 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
             cfg,
             threshold,
             align,
+            {n: cfg.fed.unlabelled_weight for n in adapters},
         )
         t1 = time.perf_counter()
         val = evaluate_round(grid, sites, state.weights, "val", None, cfg.fed.timeout_s)

@@ -7,8 +7,15 @@ from __future__ import annotations
 import pytest
 
 from fedshift.config import load_config
+from fedshift.errors import ConfigError
 from fedshift.fl import keys
-from fedshift.fl.server import aligns, last_threshold, last_val_dice, mean_threshold
+from fedshift.fl.server import (
+    aligns,
+    last_threshold,
+    last_val_dice,
+    make_strategy,
+    mean_threshold,
+)
 from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunState
 
@@ -64,3 +71,17 @@ def test_alignment_waits_for_a_model_that_finds_lesions() -> None:
     assert not aligns(early, 4, _state(0.6, 0.7, 0.8))
     plain = load_config(RunConfig, [], ["fed.strategy=fedavg"])
     assert not aligns(plain, 4, _state(0.6, 0.7, 0.8))
+
+
+def test_fedavg_weighs_by_the_coordinators_weight_key() -> None:
+    """Every Flower strategy averages by the key the coordinator writes (cases x
+    fed.unlabelled_weight), never by a number a site sends on its own."""
+    for strategy in ("fedavg", "fedprox", "fedshift"):
+        cfg = load_config(RunConfig, [], [f"fed.strategy={strategy}", "fed.secure_stats=true"])
+        assert make_strategy(cfg, 3).weighted_by_key == keys.FEDAVG_WEIGHT
+
+
+@pytest.mark.parametrize("value", ["-0.5", "nan", "inf"])
+def test_unlabelled_weight_must_be_a_finite_non_negative_number(value: str) -> None:
+    with pytest.raises(ConfigError, match="fed.unlabelled_weight"):
+        load_config(RunConfig, [], [f"fed.unlabelled_weight={value}"])
