@@ -24,6 +24,8 @@ is reused, so an interrupted benchmark continues):
                                   (tolerance 1e-3) solved at every 2nd labelled step
     fedshift_targetonly           ablation: only the unlabelled target adds the JDOT term
                                   (the labelled sites train as in fedavg_intensity)
+    fedshift_lowweight            fedshift with the target's update averaged in at a quarter
+                                  of its case count (fed.unlabelled_weight=0.25)
     oracle                        fedavg with the target's training labels too (synthetic
                                   scenarios only: the ceiling no adaptation can pass)
     oracle_intensity              the oracle with each site's intensity map: the ceiling
@@ -82,6 +84,12 @@ RUNS: dict[str, list[str]] = {
         "fed.align_intensity=true",
         "seg.align.labelled=false",
     ],
+    "fedshift_lowweight": [
+        "fed.strategy=fedshift",
+        "fed.secure_stats=true",
+        "fed.align_intensity=true",
+        "fed.unlabelled_weight=0.25",
+    ],
     "oracle": ["fed.strategy=fedavg"],
     "oracle_intensity": [
         "fed.strategy=fedavg",
@@ -102,6 +110,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "fedshift_nomap": ("fedshift_nomap", "final"),
     "fedshift_fast": ("fedshift_fast", "final"),
     "fedshift_targetonly": ("fedshift_targetonly", "final"),
+    "fedshift_lowweight": ("fedshift_lowweight", "final"),
     "centralized": ("centralized", "final"),
     "centralized_jdot": ("centralized_jdot", "final"),
     "oracle": ("oracle", "final"),
