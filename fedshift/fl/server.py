@@ -318,7 +318,6 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
         "name": cfg.fed.strategy,
         "state": "stateless between rounds (FedAvg aggregation; the reference is on disk)",
         "trainers": sorted(sites[n].name for n in trainers | adapters),
-        "unlabelled_weight": cfg.fed.unlabelled_weight,
     }
     first = state.last_round + 1
     threshold = last_threshold(state)
