@@ -10,7 +10,7 @@
   embeddings, where FedShift only has Gaussians from secure sums.
 
 Both write the same run folder and ``metrics.json`` contract as a federated run, and use
-:class:`fedshift.sitework.SiteWorker` for data, training and evaluation, so every method
+:class:`fedshift.site.worker.SiteWorker` for data, training and evaluation, so every method
 gets the same preprocessing, augmentation and threshold tuning.
 """
 
@@ -27,7 +27,7 @@ from fedshift.model.pooled_jdot import PooledJDOTTrainer
 from fedshift.model.trainer import SiteTrainer
 from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunFolder, RunState
-from fedshift.sitework import SiteWorker, site_worker
+from fedshift.site.worker import SiteWorker, site_worker
 
 log = logging.getLogger("fedshift.baselines")
 

@@ -15,9 +15,11 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fedshift.config import find_preset, load_config
+from fedshift.data.synth.config import SynthConfig
 from fedshift.errors import ConfigError, SecureAggregationError
 from fedshift.model.config import SegConfig
-from fedshift.shift.secagg.config import SecAggConfig
+from fedshift.secagg.config import SecAggConfig
 
 #: MIDaR readiness levels, best first
 LEVELS = ("A", "B", "C", "D")
@@ -155,6 +157,16 @@ class RunConfig:
     def all_sites(self) -> tuple[str, ...]:
         """Labelled sites then targets: the partition order of the simulation."""
         return tuple(self.data.sites) + tuple(self.data.target)
+
+
+def synth_config(cfg: RunConfig) -> SynthConfig:
+    overrides = [f"seed={cfg.seed}", *cfg.data.synth_overrides]
+    return load_config(SynthConfig, [find_preset(cfg.data.scenario, "scenarios")], overrides)
+
+
+def expected_sites(cfg: RunConfig) -> int:
+    """How many sites the run has (the synthetic scenario's when none are named)."""
+    return len(cfg.all_sites) or len(synth_config(cfg).sites)
 
 
 def flatten(cfg: RunConfig) -> dict[str, bool | int | float | str]:

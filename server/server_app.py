@@ -1,30 +1,10 @@
-"""FedShift ServerApp: thin Flower entry point; the loop is fedshift.fl.server.
+"""FedShift ServerApp: the thin Flower entry point the coordinator runs.
 
 ``flwr run .`` loads ``server.server_app:app``; the run config (pyproject
-``[tool.flwr.app.config]`` or ``--run-config``) holds the flattened RunConfig.
+``[tool.flwr.app.config]`` or ``--run-config``) holds the flattened RunConfig. The loop is
+:func:`fedshift.fl.server.run_coordinator`.
 """
 
-from __future__ import annotations
-
-from collections.abc import Mapping
-from typing import Any
-
-from flwr.app import Context
-from flwr.serverapp import Grid, ServerApp
-
-from fedshift.fl.records import run_config
-from fedshift.fl.server import run_coordinator
-
-
-def make_server_app(defaults: Mapping[str, Any] | None = None) -> ServerApp:
-    """A ServerApp; ``defaults`` is a flat run config used under Flower's run config."""
-    app = ServerApp()
-
-    @app.main()
-    def main(grid: Grid, context: Context) -> None:
-        run_coordinator(grid, run_config(context, defaults))
-
-    return app
-
+from fedshift.fl.apps import make_server_app
 
 app = make_server_app()

@@ -207,8 +207,8 @@ def controlled_step_cost(
 def target_names(data: list[str], extra: list[str]) -> set[str]:
     """Names of the unlabelled target sites of the benchmark's federation."""
     from fedshift.config import CONFIG_DIR, load_config
-    from fedshift.data.sites import resolve_sites
     from fedshift.runconfig import RunConfig
+    from fedshift.site.folders import resolve_sites
 
     cfg = resolve_sites(load_config(RunConfig, [CONFIG_DIR / "default.yaml"], [*data, *extra]))
     return {Path(p).resolve().name for p in cfg.data.target}

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_trainer  # noqa: E402
 
 from fedshift.config import CONFIG_DIR, load_config  # noqa: E402
-from fedshift.data.sites import resolve_sites  # noqa: E402
 from fedshift.fl.simulation import run_flower_simulation  # noqa: E402
 from fedshift.runconfig import RunConfig  # noqa: E402
+from fedshift.site.folders import resolve_sites  # noqa: E402
 
 
 def round_overhead(cfg: RunConfig) -> None:

@@ -1,6 +1,6 @@
 """Secure aggregation cost: wall time of a whole round and bytes each site sends.
 
-Runs :func:`fedshift.shift.secure.simulate_round` (every site and the coordinator in this
+Runs :func:`fedshift.secagg.secure.simulate_round` (every site and the coordinator in this
 one process, every message through its record-dict form) on random float64 vectors:
 key advertisement, encrypted Shamir shares, masking, unmasking and decoding, all timed
 together. Nothing is cached between the two sides: each pairwise mask is generated once
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 
-from fedshift.shift.secure import simulate_round
+from fedshift.secagg.secure import simulate_round
 
 
 def time_rounds(

@@ -27,7 +27,7 @@ from fedshift.model.preprocess import PreprocessCache
 from fedshift.runconfig import RunConfig
 from fedshift.shift.descriptors import FAMILIES, KernelSummary, median_offsets
 from fedshift.shift.diagnosis import OFFSET, DiagnosisConfig, SiteIndicators, diagnose
-from fedshift.shift.site_stats import appearance_of
+from fedshift.site.stats import appearance_of
 
 #: the scenario's acquisition settings shown beside each site (truth.json spec keys)
 PLANTED = ("gamma", "bias_field", "noise", "blur_mm", "slice_thickness_mm")

@@ -34,11 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from fedshift.config import load_config
-from fedshift.model.config import JDOTConfig
 from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunFolder
+from fedshift.shift.config import AlignConfig
 from fedshift.shift.descriptors import KernelSummary
-from fedshift.sitework import site_worker
+from fedshift.site.worker import site_worker
 
 
 def parse_variant(text: str) -> dict[str, str]:
@@ -91,7 +91,7 @@ def adapt(run: Path, variant: dict[str, str], steps: int, scratch: Path) -> dict
     options = dict(variant)
     threshold = options.pop("threshold", None)
     supervised = options.pop("supervised", None) is not None
-    align = JDOTConfig()  # today's defaults, not those the run stored
+    align = AlignConfig()  # today's defaults, not those the run stored
     align = dataclasses.replace(
         align, **{k: type(getattr(align, k))(v) for k, v in options.items()}
     )

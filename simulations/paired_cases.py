@@ -33,7 +33,7 @@ import numpy as np
 from fedshift.config import load_config
 from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunFolder
-from fedshift.sitework import site_worker
+from fedshift.site.worker import site_worker
 
 Cases = dict[tuple[int, str, str], float]  # (seed, site, case) -> Dice
 

@@ -35,9 +35,9 @@ from pathlib import Path
 from fedshift.config import load_config
 from fedshift.data.synth.config import SiteSpec
 from fedshift.runconfig import RunConfig
-from fedshift.shift.calibration import measure_calibration
 from fedshift.shift.diagnosis import OFFSET, diagnose, measure
-from fedshift.shift.site_files import ShiftFolder
+from fedshift.site.calibration import measure_calibration
+from fedshift.site.files import ShiftFolder
 
 SCENARIOS = ("control", "acquisition", "population", "annotation")
 FAMILIES = ("acquisition", "population", "annotation")

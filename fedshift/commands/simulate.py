@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fedshift.data.sites import resolve_sites
     from fedshift.report.run_report import write_run_report
+    from fedshift.site.folders import resolve_sites
 
     cfg = resolve_sites(load_config(RunConfig, [args.config], args.overrides))
     log.info(

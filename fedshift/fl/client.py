@@ -16,12 +16,12 @@ from typing import Any
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
-from fedshift.data.sites import resolve_sites
 from fedshift.errors import ConfigError
 from fedshift.fl import keys
 from fedshift.fl.records import from_arrays, metrics_record, run_config, site_record, to_arrays
 from fedshift.runconfig import RunConfig
-from fedshift.sitework import SiteWorker, site_worker
+from fedshift.site.folders import resolve_sites
+from fedshift.site.worker import SiteWorker, site_worker
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,12 @@
 """ClientApp handlers of a secure statistics round and of the reference broadcast.
 
 One SecAgg round is four messages (``query.secagg_keys`` .. ``query.secagg_unmask``); the
-site's :class:`~fedshift.shift.secagg.site.SiteSession` (private keys, seed, peers' shares)
+site's :class:`~fedshift.secagg.site.SiteSession` (private keys, seed, peers' shares)
 and its statistics vector live in Flower's node-local ``context.state`` between them and
 are never sent: only public keys, ciphertexts, the masked vector and unmasking shares
 leave the site. ``query.reference`` then brings the federation's reference; the site
 measures its indicators against it with its own statistics (kept in its work folder,
-:class:`~fedshift.shift.site_files.ShiftFolder`) and replies scalars only.
+:class:`~fedshift.site.files.ShiftFolder`) and replies scalars only.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricR
 from fedshift.errors import SecureAggregationError
 from fedshift.fl import keys
 from fedshift.fl.records import from_arrays, run_config, site_record
-from fedshift.shift.reference import Reference
-from fedshift.shift.secure import (
+from fedshift.secagg.secure import (
     KeyDirectory,
     ShareInbox,
     SiteSession,
     UnmaskRequest,
 )
+from fedshift.shift.reference import Reference
 
 if TYPE_CHECKING:
-    from fedshift.sitework import SiteWorker
+    from fedshift.site.worker import SiteWorker
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def handle_keys(
     msg: Message, context: Context, defaults: Mapping[str, Any] | None = None
 ) -> Message:
     """Step 0: compute the statistics under the global weights, keep them, advertise keys."""
-    from fedshift.shift.site_stats import clip_headroom  # torch: only the steps that need it
+    from fedshift.site.stats import clip_headroom  # torch: only the steps that need it
 
     cfg = run_config(context, defaults)
     worker = make_worker(context, defaults)

@@ -44,7 +44,7 @@ QUERY_SECAGG_MASKED = f"query.{SECAGG_MASKED_HANDLER}"
 QUERY_SECAGG_UNMASK = f"query.{SECAGG_UNMASK_HANDLER}"
 QUERY_REFERENCE = f"query.{REFERENCE_HANDLER}"
 
-SECAGG = "secagg"  # ConfigRecord: one protocol message (fedshift.shift.secagg.messages)
+SECAGG = "secagg"  # ConfigRecord: one protocol message (fedshift.secagg.messages)
 SECAGG_VALUES = "secagg-values"  # ArrayRecord: MaskedInput.values (uint64)
 REFERENCE = "reference"  # ArrayRecord: Reference.to_arrays()
 INDICATORS = "indicators"  # MetricRecord: the site's diagnosis scalars

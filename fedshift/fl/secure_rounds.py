@@ -1,6 +1,6 @@
 """The coordinator's statistics rounds: secure sum -> reference -> shift diagnosis.
 
-:func:`secure_statistics_round` runs one SecAgg round (:mod:`fedshift.shift.secure`) as
+:func:`secure_statistics_round` runs one SecAgg round (:mod:`fedshift.secagg.secure`) as
 four Flower query messages, relaying public keys and ciphertexts it cannot read between
 the sites (handlers in :mod:`fedshift.fl.client_secure`); it learns the sum of the sites'
 :class:`~fedshift.shift.stats.SiteStatistics` over at least ``fed.secagg_min_sites`` sites
@@ -40,9 +40,7 @@ from fedshift.fl import keys
 from fedshift.fl.records import to_arrays
 from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunState
-from fedshift.shift.diagnosis import Diagnosis, SiteIndicators, diagnose
-from fedshift.shift.reference import Reference, build_reference
-from fedshift.shift.secure import (
+from fedshift.secagg.secure import (
     AdvertiseKeys,
     AggregatorSession,
     MaskedInput,
@@ -50,11 +48,13 @@ from fedshift.shift.secure import (
     SharePackets,
     UnmaskResponse,
 )
-from fedshift.shift.secure import Message as ProtocolMessage
+from fedshift.secagg.secure import Message as ProtocolMessage
+from fedshift.shift.diagnosis import Diagnosis, SiteIndicators, diagnose
+from fedshift.shift.reference import Reference, build_reference
 from fedshift.shift.stats import SiteStatistics, StatsLayout
 
 if TYPE_CHECKING:
-    from fedshift.fl.server import SiteInfo
+    from fedshift.fl.grid import SiteInfo
 
 log = logging.getLogger("fedshift.coordinator")
 

@@ -17,20 +17,19 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, FedProx, Strategy
 
-from fedshift.data.sites import expected_sites
 from fedshift.errors import ConfigError, FedShiftError
 from fedshift.fl import keys
+from fedshift.fl.grid import SiteInfo, by_site, query_readiness, send, wait_for_nodes
 from fedshift.fl.records import from_arrays, reply_metrics, reply_site, to_arrays
 from fedshift.fl.secure_rounds import federation_round
 from fedshift.model.network import build_network, get_weights
-from fedshift.runconfig import ALIGNED, RunConfig, level_at_least
+from fedshift.runconfig import ALIGNED, RunConfig, expected_sites, level_at_least
 from fedshift.runstate import RunFolder, RunState
 
 log = logging.getLogger("fedshift.coordinator")
@@ -79,77 +78,6 @@ def make_strategy(cfg: RunConfig, n_train_sites: int) -> Strategy:
     return factory(cfg, n_train_sites)
 
 
-@dataclass(frozen=True)
-class SiteInfo:
-    node_id: int
-    name: str
-    level: str
-    labelled: bool
-    n_cases: int
-    n_usable: int
-
-
-def wait_for_nodes(grid: Grid, expected: int, timeout_s: float) -> list[int]:
-    """Node ids once ``expected`` sites are connected; raises after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        nodes = sorted(grid.get_node_ids())
-        if len(nodes) >= expected:
-            return nodes
-        if time.monotonic() > deadline:
-            raise FedShiftError(
-                f"only {len(nodes)} of {expected} sites connected after {timeout_s:.0f} s"
-            )
-        time.sleep(1.0)
-
-
-def _send(grid: Grid, messages: Iterable[Message], timeout_s: float, what: str) -> list[Message]:
-    messages = list(messages)
-    replies = list(grid.send_and_receive(messages, timeout=timeout_s))
-    ok = [r for r in replies if not r.has_error()]
-    for r in replies:
-        if r.has_error():
-            log.error(
-                "%s: node %d replied with an error: %s",
-                what,
-                r.metadata.src_node_id,
-                r.error.reason,
-            )
-    if len(ok) < len(messages):
-        log.warning("%s: %d of %d sites replied", what, len(ok), len(messages))
-    return ok
-
-
-def query_readiness(grid: Grid, nodes: list[int], timeout_s: float) -> dict[int, SiteInfo]:
-    msgs = [
-        Message(
-            RecordDict({keys.CONFIG: ConfigRecord({})}),
-            dst_node_id=n,
-            message_type=keys.QUERY_READINESS,
-        )
-        for n in nodes
-    ]
-    sites = {}
-    for reply in _send(grid, msgs, timeout_s, "readiness"):
-        site = reply.content.config_records[keys.SITE]
-        counts = reply_metrics(reply.content)
-        node = reply.metadata.src_node_id
-        sites[node] = SiteInfo(
-            node,
-            str(site[keys.SITE_NAME]),
-            str(site[keys.LEVEL]),
-            bool(site[keys.LABELLED]),
-            int(counts[keys.N_CASES]),
-            int(counts[keys.N_USABLE]),
-        )
-    return sites
-
-
-def _by_site(replies: list[Message]) -> list[Message]:
-    """Replies in site-name order, so aggregation sums in the same order every run."""
-    return sorted(replies, key=lambda r: reply_site(r.content))
-
-
 def evaluate_round(
     grid: Grid,
     sites: dict[int, SiteInfo],
@@ -174,7 +102,7 @@ def evaluate_round(
         )
     return {
         reply_site(r.content): reply_metrics(r.content)
-        for r in _send(grid, msgs, timeout_s, f"evaluate {split}")
+        for r in send(grid, msgs, timeout_s, f"evaluate {split}")
     }
 
 
@@ -259,7 +187,7 @@ def train_round(
         for m in strategy.configure_train(rnd, to_arrays(weights), config, grid)
         if m.metadata.dst_node_id in trainers
     ]
-    replies = _by_site(_send(grid, messages, cfg.fed.timeout_s, f"train round {rnd}"))
+    replies = by_site(send(grid, messages, cfg.fed.timeout_s, f"train round {rnd}"))
     set_fedavg_weights(replies, scale or {})
     arrays, _ = strategy.aggregate_train(rnd, replies)
     if arrays is None:

@@ -1,7 +1,7 @@
 """Run a federated config in Flower's simulation engine (Ray backend), in this process.
 
-The ServerApp and ClientApp are the deployment's own (``server.server_app``,
-``sites.client_app``), built with the flattened run config as their defaults, because
+The ServerApp and ClientApp are the deployment's own (:mod:`fedshift.fl.apps`), built
+with the flattened run config as their defaults, because
 ``flwr.simulation.run_simulation`` passes no run config of its own.
 """
 
@@ -23,8 +23,7 @@ def run_flower_simulation(cfg: RunConfig) -> tuple[RunState, float]:
     """Run ``cfg`` (a federated strategy) in simulation; returns (state, wall seconds)."""
     from flwr.simulation import run_simulation
 
-    from server.server_app import make_server_app
-    from sites.client_app import make_client_app
+    from fedshift.fl.apps import make_client_app, make_server_app
 
     flat = flatten(cfg)
     n_sites = len(cfg.all_sites)

@@ -3,7 +3,7 @@ the federation's.
 
 The federation part comes from the coordinator's run folder (``diagnosis.json``: the
 scalars each site reported, and the verdicts). The per-site panels need a site's private
-shift folder (:class:`~fedshift.shift.site_files.ShiftFolder`): in a simulation every
+shift folder (:class:`~fedshift.site.files.ShiftFolder`): in a simulation every
 site's work folder is under the run folder, so all panels are drawn; in a deployment a
 hospital runs ``fedshift diagnose`` with its own work folder and sees its own panel only.
 
@@ -30,9 +30,9 @@ from fedshift.shift.distances import apply_affine_map, bures_map
 from fedshift.shift.intensity import apply as apply_map
 from fedshift.shift.intensity import quantile_map
 from fedshift.shift.reference import Reference
-from fedshift.shift.site_files import ShiftFolder
-from fedshift.shift.site_stats import LocalStatistics
 from fedshift.shift.stats import Gaussian, gaussian_from
+from fedshift.site.files import ShiftFolder
+from fedshift.site.stats import LocalStatistics
 
 _INDICATORS = (
     ("acquisition_similarity", "acq. sim."),

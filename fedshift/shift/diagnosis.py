@@ -387,7 +387,7 @@ def measure(
         Agreement of the global model with the site's labels (labelled sites only).
     calibration : Calibration, optional
         The site's labels of the shared calibration cases against the reference standard
-        (:func:`~fedshift.shift.calibration.measure_calibration`).
+        (:func:`~fedshift.site.calibration.measure_calibration`).
     ridge : float
         Ridge of the site's covariance (see :func:`~fedshift.shift.stats.gaussian_from`).
     """

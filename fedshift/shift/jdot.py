@@ -46,7 +46,7 @@ import ot
 import torch
 import torch.nn.functional as F
 
-from fedshift.model.config import JDOTConfig
+from fedshift.shift.config import AlignConfig
 from fedshift.shift.stats import Gaussian
 
 
@@ -122,7 +122,7 @@ def sample_reference(
     return ReferenceSampler(gaussians, device).draw(n, n_lesion, generator)
 
 
-def coupling(cost: torch.Tensor | np.ndarray, cfg: JDOTConfig) -> torch.Tensor:
+def coupling(cost: torch.Tensor | np.ndarray, cfg: AlignConfig) -> torch.Tensor:
     """The transport plan (N, M) for a cost (N, M), uniform weights on both sides.
 
     Returns a float64 tensor on the cost's device. ``sinkhorn`` and ``unbalanced`` run
@@ -179,7 +179,7 @@ def jdot_loss(
     bias: torch.Tensor,
     reference: torch.Tensor,
     labels: torch.Tensor,
-    cfg: JDOTConfig,
+    cfg: AlignConfig,
 ) -> tuple[torch.Tensor, float]:
     """``sum_ij gamma_ij C_ij`` with ``gamma`` solved on the detached cost.
 

@@ -193,7 +193,7 @@ def test_planted_shifts_of_the_scenarios(scenario: str, expected: dict[str, list
 
 
 def test_calibration_cases_are_shared_and_annotated_by_each_sites_rater(tmp_path: Path) -> None:
-    from fedshift.shift.calibration import measure_calibration
+    from fedshift.site.calibration import measure_calibration
 
     cfg = tiny(
         a=SiteSpec(),

@@ -19,16 +19,16 @@ from flwr.supercore.task_identity import TaskIdentity
 
 from fedshift.errors import SecureAggregationError
 from fedshift.fl import client_secure, keys
+from fedshift.fl.apps import make_client_app
+from fedshift.fl.grid import SiteInfo
 from fedshift.fl.secure_rounds import federation_round, secure_statistics_round
-from fedshift.fl.server import SiteInfo
 from fedshift.model.config import ModelConfig, SegConfig
 from fedshift.runconfig import RunConfig, flatten
 from fedshift.runstate import RunState
+from fedshift.secagg.secure import encode
 from fedshift.shift.diagnosis import SiteIndicators, measure
-from fedshift.shift.secure import encode
-from fedshift.shift.site_stats import LocalStatistics
 from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics, sample_voxels
-from sites.client_app import make_client_app
+from fedshift.site.stats import LocalStatistics
 
 F = 4
 SERVER_NODE = 1
@@ -71,7 +71,7 @@ def _site_stats(seed: int, labelled: bool, shift: float = 0.0) -> LocalStatistic
 
 
 class StubWorker:
-    """Stands in for :class:`fedshift.sitework.SiteWorker`: fixed statistics, real measure."""
+    """Stands in for :class:`fedshift.site.worker.SiteWorker`: fixed statistics, real measure."""
 
     def __init__(self, name: str, local: LocalStatistics, seen: list) -> None:
         self.name, self.local, self.seen = name, local, seen

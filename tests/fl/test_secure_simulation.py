@@ -19,11 +19,11 @@ import torch
 from leaks import holds_sequence
 
 from fedshift.config import CONFIG_DIR, load_config
-from fedshift.data.sites import resolve_sites
 from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunFolder
 from fedshift.shift.stats import StatsLayout
-from fedshift.sitework import site_worker
+from fedshift.site.folders import resolve_sites
+from fedshift.site.worker import site_worker
 
 pytestmark = pytest.mark.slow
 

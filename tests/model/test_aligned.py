@@ -14,7 +14,7 @@ from mri_fixtures import make_site
 from fedshift.data.layout import discover_site, site_items
 from fedshift.errors import ConfigError
 from fedshift.model.aligned import AlignedTrainer
-from fedshift.model.config import JDOTConfig, ModelConfig, PreprocessConfig, SegConfig, TrainConfig
+from fedshift.model.config import AlignConfig, ModelConfig, PreprocessConfig, SegConfig, TrainConfig
 from fedshift.model.network import build_network, fold_affine_into_head
 from fedshift.model.pooled_jdot import PooledJDOTTrainer
 from fedshift.model.trainer import SiteTrainer
@@ -25,7 +25,7 @@ CFG = SegConfig(
     model=ModelConfig(channels=(4, 8, 16), strides=(2, 2), num_res_units=1, feat_dim=4),
     preprocess=PreprocessConfig(n4_shrink=2, n4_iterations=(10,)),
     train=TrainConfig(patch_size=(16, 16, 16), batch_size=1, local_steps=2, device="cpu"),
-    align=JDOTConfig(n_voxels=64, n_reference=64),
+    align=AlignConfig(n_voxels=64, n_reference=64),
 )
 
 
@@ -68,7 +68,9 @@ def test_labelled_and_unlabelled_sites_train(tmp_path: Path, reference, method: 
 def test_alignment_term_is_in_the_loss(tmp_path: Path, reference) -> None:
     items = _items(tmp_path, True)
     off = AlignedTrainer(
-        SegConfig(**{**CFG.__dict__, "align": JDOTConfig(weight=0.0, n_voxels=64, n_reference=64)}),
+        SegConfig(
+            **{**CFG.__dict__, "align": AlignConfig(weight=0.0, n_voxels=64, n_reference=64)}
+        ),
         items, [], tmp_path / "cache", reference=reference, method="jdot", seed=0,
     )  # fmt: skip
     on = AlignedTrainer(
@@ -115,7 +117,7 @@ def test_pooled_deepjdot_trains_towards_the_target(tmp_path: Path) -> None:
     losses = {}
     for weight in (0.0, 1.0):
         cfg = SegConfig(
-            **{**CFG.__dict__, "align": JDOTConfig(weight=weight, n_voxels=64, n_reference=64)}
+            **{**CFG.__dict__, "align": AlignConfig(weight=weight, n_voxels=64, n_reference=64)}
         )
         trainer = PooledJDOTTrainer(
             cfg, source, source[:1], tmp_path / "cache",
@@ -144,7 +146,7 @@ def test_every_solves_the_coupling_every_kth_labelled_step(
         losses = [float(trainer.loss({}, torch.empty(0), torch.empty(0))) for _ in expected]
         assert losses == pytest.approx(expected)
     with pytest.raises(ConfigError, match="every"):
-        JDOTConfig(every=0).validate()
+        AlignConfig(every=0).validate()
 
 
 def test_labelled_false_leaves_labelled_sites_plain(

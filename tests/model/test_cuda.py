@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from fedshift.model.aligned import AlignedTrainer
-from fedshift.model.config import JDOTConfig, SegConfig
+from fedshift.model.config import AlignConfig, SegConfig
 from fedshift.model.data import split_train_val
 from fedshift.model.trainer import SiteTrainer
 from fedshift.shift.jdot import coupling
@@ -53,7 +53,7 @@ def test_jdot_training_with_sinkhorn_on_cuda(
         **{**zero.__dict__, "embeddings": {**zero.embeddings, **embedding_stats(x, y)}}
     )
     cfg = tiny_cfg(amp=True, local_steps=3)
-    cfg = replace(cfg, align=JDOTConfig(n_voxels=64, n_reference=64, solver="sinkhorn"))
+    cfg = replace(cfg, align=AlignConfig(n_voxels=64, n_reference=64, solver="sinkhorn"))
     trainer = AlignedTrainer(
         cfg, phantom_items, [], shared_cache, reference=build_reference(stats),
         method="jdot", seed=0, device="cuda",
@@ -65,11 +65,11 @@ def test_jdot_training_with_sinkhorn_on_cuda(
 def test_sinkhorn_coupling_stays_on_the_gpu() -> None:
     gen = torch.Generator(device="cuda").manual_seed(0)
     cost = torch.rand(300, 200, generator=gen, device="cuda")
-    plan = coupling(cost, JDOTConfig(solver="sinkhorn", reg=0.05))
+    plan = coupling(cost, AlignConfig(solver="sinkhorn", reg=0.05))
     assert plan.is_cuda and plan.shape == (300, 200)
     torch.testing.assert_close(plan.sum(1), torch.full_like(plan[:, 0], 1 / 300), atol=1e-6, rtol=0)
     # the GPU's log-domain solver and the CPU's Knopp solver solve the same problem
-    on_cpu = coupling(cost.cpu(), JDOTConfig(solver="sinkhorn", reg=0.05))
+    on_cpu = coupling(cost.cpu(), AlignConfig(solver="sinkhorn", reg=0.05))
     torch.testing.assert_close(plan.cpu(), on_cpu, rtol=1e-3, atol=1e-9)
-    exact = coupling(cost, JDOTConfig(solver="emd"))
+    exact = coupling(cost, AlignConfig(solver="emd"))
     assert exact.is_cuda and float(exact.sum()) == pytest.approx(1.0)

@@ -10,7 +10,7 @@ import torch
 
 from fedshift.errors import ConfigError
 from fedshift.shift.jdot import (
-    JDOTConfig,
+    AlignConfig,
     coupling,
     jdot_cost,
     jdot_loss,
@@ -50,7 +50,7 @@ def test_jdot_loss_decreases_the_ot_cost_between_shifted_clouds() -> None:
     r, y = sample_reference(_reference(), 128, 0, gen)
     x = (torch.randn(128, F, generator=gen) * 0.5 + 2.0).requires_grad_()
     w, b = torch.zeros(2, F), torch.zeros(2)
-    cfg = JDOTConfig(alpha=1.0, lam=0.0)
+    cfg = AlignConfig(alpha=1.0, lam=0.0)
 
     def w2() -> float:
         return float(ot.emd2([], [], ot.dist(x.detach().numpy(), r.numpy())))
@@ -81,7 +81,7 @@ def test_label_cost_is_the_cross_entropy_of_the_head() -> None:
 @pytest.mark.parametrize("solver", ["emd", "sinkhorn", "partial", "unbalanced"])
 def test_couplings_keep_the_mass_they_promise(solver: str, rng) -> None:
     cost = ot.dist(rng.normal(size=(30, 2)), rng.normal(size=(20, 2)) + 1.0)
-    cfg = JDOTConfig(solver=solver, mass=0.6, reg=0.05, reg_m=1.0)
+    cfg = AlignConfig(solver=solver, mass=0.6, reg=0.05, reg_m=1.0)
     plan = coupling(cost, cfg).numpy()
     assert plan.shape == (30, 20) and np.all(plan >= -1e-12)
     if solver in ("emd", "sinkhorn"):  # exact uniform marginals
@@ -92,7 +92,7 @@ def test_couplings_keep_the_mass_they_promise(solver: str, rng) -> None:
         assert np.all(plan.sum(1) <= 1 / 30 + 1e-9) and np.all(plan.sum(0) <= 1 / 20 + 1e-9)
     else:  # relaxed marginals: less than all the mass, more as the relaxation stiffens
         loose = plan.sum()
-        stiff = float(coupling(cost, JDOTConfig(solver=solver, reg=0.05, reg_m=100.0)).sum())
+        stiff = float(coupling(cost, AlignConfig(solver=solver, reg=0.05, reg_m=100.0)).sum())
         assert 0 < loose < 1 and loose < stiff <= 1 + 1e-6
 
 
@@ -100,13 +100,13 @@ def test_a_looser_sinkhorn_tolerance_keeps_the_marginals_it_is_told(rng) -> None
     """seg.align.tol stops Sinkhorn earlier: marginals within the tolerance it asked for
     (POT tests the column marginals' 2-norm), a plan close to the converged one."""
     cost = ot.dist(rng.normal(size=(64, 3)), rng.normal(size=(48, 3)) + 0.5)
-    tight = coupling(cost, JDOTConfig(solver="sinkhorn", reg=0.01, tol=1e-9)).numpy()
-    loose = coupling(cost, JDOTConfig(solver="sinkhorn", reg=0.01, tol=1e-3)).numpy()
+    tight = coupling(cost, AlignConfig(solver="sinkhorn", reg=0.01, tol=1e-9)).numpy()
+    loose = coupling(cost, AlignConfig(solver="sinkhorn", reg=0.01, tol=1e-3)).numpy()
     assert np.linalg.norm(loose.sum(0) - 1 / 48) <= 1e-3
     np.testing.assert_allclose(tight.sum(0), 1 / 48, atol=1e-8)
     assert 0 < np.abs(loose - tight).sum() < 0.05  # stopped earlier, about the same plan
     with pytest.raises(ConfigError, match="tol"):
-        JDOTConfig(tol=0.0).validate()
+        AlignConfig(tol=0.0).validate()
 
 
 def test_sample_embeddings_stays_in_the_mask() -> None:
@@ -122,11 +122,11 @@ def test_sample_embeddings_stays_in_the_mask() -> None:
 
 
 def test_config_is_checked() -> None:
-    JDOTConfig().validate()
+    AlignConfig().validate()
     with pytest.raises(ConfigError, match="solver"):
-        JDOTConfig(solver="magic").validate()
+        AlignConfig(solver="magic").validate()
     with pytest.raises(ConfigError, match="mass"):
-        JDOTConfig(mass=0.0).validate()
+        AlignConfig(mass=0.0).validate()
 
 
 def test_sample_by_class_caps_lesions_and_the_reference_matches_the_mix() -> None:

@@ -1,8 +1,9 @@
 """Orthogonal-slice mosaics of a 3D image with its label overlaid, as RGB arrays.
 
-Used by the readiness report (a few cases per site) and the README mosaic command. Pure
-numpy: slices are resampled to square pixels by nearest neighbour so that anisotropic
-voxels keep their physical aspect.
+Used by the readiness report (a few cases per site), the prediction overlays of a run and
+the README mosaic command. Pure numpy: slices are resampled to square pixels by nearest
+neighbour so that anisotropic voxels keep their physical aspect, and each panel carries
+orientation letters (R/L, A/P, S/I) at its edges, read from the affine.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
+from fedshift.render.orientation import OPPOSITE, axis_codes, mark_edges
 
 #: default label colour (RGB)
 LABEL_COLOR = (255, 64, 32)
@@ -95,8 +98,11 @@ def render_mosaic(
     color: tuple[int, int, int] = LABEL_COLOR,
     alpha: float = 0.6,
     gap: int = 2,
+    affine: np.ndarray | None = None,
+    markers: bool = True,
 ) -> np.ndarray:
-    """Three orthogonal slices side by side, grayscale, with the label in colour.
+    """Three orthogonal slices side by side, grayscale, with the label in colour and the
+    orientation letters (R/L, A/P, S/I) at each panel's edges.
 
     Parameters
     ----------
@@ -110,6 +116,10 @@ def render_mosaic(
         black..white.
     color, alpha : label colour and its opacity.
     gap : black pixels between panels.
+    affine : the image's 4x4 voxel-to-world matrix, where the letters are read from;
+        ``None`` means the image is RAS+ (as :func:`read_volume` gives). An affine whose
+        axes cannot be named (singular, not finite) gets no letters.
+    markers : draw the orientation letters (panels under 40 pixels never get them).
 
     Returns
     -------
@@ -121,6 +131,9 @@ def render_mosaic(
     if label is not None and np.shape(label) != image.shape:
         raise ValueError(f"label shape {np.shape(label)} differs from image shape {image.shape}")
     z = _display_zooms(zooms)
+    codes = None
+    if markers:
+        codes = ("R", "A", "S") if affine is None else axis_codes(affine)
     raw = orthogonal_panels(image, center)
     # window from the three slices shown, not the whole volume (much cheaper at 1 mm)
     limits = window_limits(np.concatenate([p.ravel() for p, _, _ in raw]), percentiles)
@@ -137,7 +150,11 @@ def render_mosaic(
         if mask_panel is not None:
             on = mask_panel[0][np.ix_(rows, cols)]
             rgb[on] = (1 - alpha) * rgb[on] + alpha * np.asarray(color, dtype=np.float32)
-        panels.append(np.rint(rgb).astype(np.uint8))
+        panel_rgb = np.rint(rgb).astype(np.uint8)
+        if codes is not None:
+            top, right = codes[row_axis], codes[col_axis]
+            mark_edges(panel_rgb, top, OPPOSITE[top], OPPOSITE[right], right)
+        panels.append(panel_rgb)
     return _hstack(panels, gap)
 
 

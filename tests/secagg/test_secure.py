@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fedshift.errors import SecureAggregationError
-from fedshift.shift.secure import (
+from fedshift.secagg.secure import (
     AdvertiseKeys,
     AggregatorSession,
     KeyDirectory,

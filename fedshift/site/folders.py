@@ -9,28 +9,17 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
-from fedshift.config import find_preset, load_config, to_yaml
-from fedshift.data.synth.config import SynthConfig
+from fedshift.config import to_yaml
 from fedshift.data.synth.federation import write_federation
 from fedshift.errors import UsageError
-from fedshift.runconfig import RunConfig
+from fedshift.runconfig import RunConfig, synth_config
 
 log = logging.getLogger(__name__)
-
-
-def synth_config(cfg: RunConfig) -> SynthConfig:
-    overrides = [f"seed={cfg.seed}", *cfg.data.synth_overrides]
-    return load_config(SynthConfig, [find_preset(cfg.data.scenario, "scenarios")], overrides)
 
 
 def synth_root(cfg: RunConfig) -> Path:
     synth = synth_config(cfg)
     return Path(cfg.data.synth_dir or f"runs/data/{synth.name}-seed{synth.seed}").resolve()
-
-
-def expected_sites(cfg: RunConfig) -> int:
-    """How many sites the run has (the synthetic scenario's when none are named)."""
-    return len(cfg.all_sites) or len(synth_config(cfg).sites)
 
 
 def ensure_synthetic(cfg: RunConfig) -> Path:

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from fedshift.errors import SecureAggregationError
-from fedshift.shift.secagg import channel, shamir
-from fedshift.shift.secagg.config import SecAggConfig, threshold_for
-from fedshift.shift.secagg.fixedpoint import encode
-from fedshift.shift.secagg.messages import (
+from fedshift.secagg import channel, shamir
+from fedshift.secagg.config import SecAggConfig, threshold_for
+from fedshift.secagg.fixedpoint import encode
+from fedshift.secagg.messages import (
     AdvertiseKeys,
     KeyDirectory,
     MaskedInput,

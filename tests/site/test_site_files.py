@@ -20,9 +20,9 @@ from fedshift.report.diagnosis_report import write_diagnosis_report
 from fedshift.shift.diagnosis import diagnose
 from fedshift.shift.distances import wasserstein_1d_hist
 from fedshift.shift.reference import build_reference
-from fedshift.shift.site_files import ShiftFolder
 from fedshift.shift.stats import intensity_histogram
-from fedshift.sitework import SiteWorker
+from fedshift.site.files import ShiftFolder
+from fedshift.site.worker import SiteWorker
 
 CFG = SegConfig(
     model=ModelConfig(channels=(4, 8, 16), strides=(2, 2), num_res_units=1, feat_dim=4),
@@ -88,7 +88,7 @@ def test_a_reference_in_another_layout_is_refused_with_its_path(federation, tmp_
 def test_appearance_descriptors_are_kept_and_reused(federation) -> None:
     """Measured once per image beside the preprocessing cache: a second statistics round
     reads them back (same values) instead of measuring again."""
-    from fedshift.shift import site_stats
+    from fedshift.site import stats as site_stats
 
     _, workers, local, _, _ = federation
     w = workers["a"]

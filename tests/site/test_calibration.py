@@ -15,9 +15,9 @@ from fedshift.data.synth.annotation import rater_style
 from fedshift.data.synth.config import SiteSpec
 from fedshift.errors import DataError
 from fedshift.model.config import SegConfig
-from fedshift.shift.calibration import measure_calibration
 from fedshift.shift.descriptors import FAMILIES
-from fedshift.sitework import SiteWorker
+from fedshift.site.calibration import measure_calibration
+from fedshift.site.worker import SiteWorker
 
 SCALES = dict(FAMILIES["annotation"])
 AFFINE = np.diag([2.0, 2.0, 2.0, 1.0])  # 2 mm voxels: 8 mm^3 each

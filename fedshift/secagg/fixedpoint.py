@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedshift.errors import SecureAggregationError
-from fedshift.shift.secagg.config import SecAggConfig
+from fedshift.secagg.config import SecAggConfig
 
 
 @dataclass(frozen=True)

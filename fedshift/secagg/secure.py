@@ -1,7 +1,7 @@
 """Secure aggregation of site statistics: the public API and a one-process driver.
 
 The protocol is SecAgg (Bonawitz et al., CCS 2017) for an honest-but-curious
-coordinator, built from ``cryptography`` primitives (see :mod:`fedshift.shift.secagg`):
+coordinator, built from ``cryptography`` primitives (see :mod:`fedshift.secagg`):
 
 0. each site makes two fresh X25519 key pairs; the coordinator broadcasts the public keys;
 1. each site Shamir-shares its mask private key and a self-mask seed (threshold
@@ -33,10 +33,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedshift.errors import SecureAggregationError
-from fedshift.shift.secagg.aggregator import AggregatorSession, SecureSumResult
-from fedshift.shift.secagg.config import MIN_SITES, SecAggConfig, threshold_for
-from fedshift.shift.secagg.fixedpoint import decode, encode
-from fedshift.shift.secagg.messages import (
+from fedshift.secagg.aggregator import AggregatorSession, SecureSumResult
+from fedshift.secagg.config import MIN_SITES, SecAggConfig, threshold_for
+from fedshift.secagg.fixedpoint import decode, encode
+from fedshift.secagg.messages import (
     AdvertiseKeys,
     KeyDirectory,
     M,
@@ -47,7 +47,7 @@ from fedshift.shift.secagg.messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
-from fedshift.shift.secagg.site import SiteSession
+from fedshift.secagg.site import SiteSession
 
 __all__ = [
     "MIN_SITES",

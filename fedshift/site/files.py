@@ -28,8 +28,8 @@ from fedshift.shift.descriptors import FAMILIES
 from fedshift.shift.diagnosis import SiteIndicators
 from fedshift.shift.intensity import IntensityMap
 from fedshift.shift.reference import Reference
-from fedshift.shift.site_stats import LocalStatistics
 from fedshift.shift.stats import SiteStatistics, StatsLayout
+from fedshift.site.stats import LocalStatistics
 
 
 def _save_npz(path: Path, **arrays: Any) -> None:

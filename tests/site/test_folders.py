@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from fedshift.config import load_config
-from fedshift.data import sites
+from fedshift.site import folders as sites
 from fedshift.errors import UsageError
 from fedshift.runconfig import RunConfig
 

@@ -38,14 +38,15 @@ from fedshift.readiness.runner import run_readiness, usable_cases
 from fedshift.report.mosaic import label_center, render_mosaic
 from fedshift.report.png import write_png
 from fedshift.runconfig import RunConfig
-from fedshift.shift.calibration import Calibration, measure_calibration
+from fedshift.shift.calibration import Calibration
 from fedshift.shift.diagnosis import SiteIndicators, measure
 from fedshift.shift.distances import AffineMap, bures_map
 from fedshift.shift.intensity import IntensityMap, quantile_map
 from fedshift.shift.reference import Reference
-from fedshift.shift.site_files import ShiftFolder
-from fedshift.shift.site_stats import LocalStatistics, site_statistics
 from fedshift.shift.stats import gaussian_from
+from fedshift.site.calibration import measure_calibration
+from fedshift.site.files import ShiftFolder
+from fedshift.site.stats import LocalStatistics, site_statistics
 
 log = logging.getLogger(__name__)
 
@@ -309,7 +310,7 @@ class SiteWorker:
         :meth:`receive_reference`; ``threshold``: the federation's decision threshold, where
         the model's predictions are read. Stays at the site: only its secure sum over >= 3
         sites and the diagnosis scalars leave (see
-        :func:`fedshift.shift.site_stats.site_statistics`)."""
+        :func:`fedshift.site.stats.site_statistics`)."""
         device = choose_device(self.seg.train.device)
         model = build_network(self.seg.model, seed=self.seed).to(device)
         set_weights(model, weights)

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedshift.errors import SecureAggregationError
-from fedshift.shift.secagg import channel, shamir
-from fedshift.shift.secagg.config import SecAggConfig, threshold_for
-from fedshift.shift.secagg.fixedpoint import decode
-from fedshift.shift.secagg.messages import (
+from fedshift.secagg import channel, shamir
+from fedshift.secagg.config import SecAggConfig, threshold_for
+from fedshift.secagg.fixedpoint import decode
+from fedshift.secagg.messages import (
     AdvertiseKeys,
     KeyDirectory,
     MaskedInput,
@@ -27,7 +27,7 @@ from fedshift.shift.secagg.messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
-from fedshift.shift.secagg.site import pair_mask_key, self_mask_key
+from fedshift.secagg.site import pair_mask_key, self_mask_key
 
 
 @dataclass(frozen=True)

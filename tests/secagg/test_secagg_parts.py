@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from fedshift.errors import SecureAggregationError
-from fedshift.shift.secagg import channel, shamir
-from fedshift.shift.secagg.config import SecAggConfig, threshold_for
-from fedshift.shift.secagg.fixedpoint import decode, encode
-from fedshift.shift.secagg.messages import MaskedInput, SharePackets, UnmaskRequest
+from fedshift.secagg import channel, shamir
+from fedshift.secagg.config import SecAggConfig, threshold_for
+from fedshift.secagg.fixedpoint import decode, encode
+from fedshift.secagg.messages import MaskedInput, SharePackets, UnmaskRequest
 
 # ------------------------------------------------------------------ Shamir
 

@@ -16,7 +16,7 @@ labels (mean Dice, signed volume bias): two scalars it may report for shift diag
 Scale: every entry is a count or a sum over sampled voxels, at most
 ``n_cases * 2 * samples_per_class`` embeddings with values of order 1 (normalised and
 activated features) and ``n_cases * brain voxels`` intensity counts (~1.5e6 per 1 mm case):
-far below the default clip of 2**30 of :class:`~fedshift.shift.secagg.config.SecAggConfig`
+far below the default clip of 2**30 of :class:`~fedshift.secagg.config.SecAggConfig`
 with 24 fractional bits (511 sites of headroom). :func:`clip_headroom` says how close a
 vector comes.
 """
@@ -41,10 +41,10 @@ from fedshift.model.data import derive_seed
 from fedshift.model.metrics import dice
 from fedshift.model.network import SegNet
 from fedshift.model.preprocess import PreprocessCache, n4_correct
+from fedshift.secagg.config import SecAggConfig
 from fedshift.shift import descriptors as desc
 from fedshift.shift.diagnosis import signed_volume_bias
 from fedshift.shift.intensity import apply as apply_intensity_map
-from fedshift.shift.secagg.config import SecAggConfig
 from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics, sample_voxels
 
 

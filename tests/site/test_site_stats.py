@@ -15,9 +15,9 @@ from fedshift.data.layout import discover_site, site_items
 from fedshift.model.config import ModelConfig, PreprocessConfig, SegConfig, TrainConfig
 from fedshift.model.network import build_network
 from fedshift.model.preprocess import PreprocessCache
-from fedshift.shift.secure import SecAggConfig, secure_sum
-from fedshift.shift.site_stats import case_features, clip_headroom, site_statistics
+from fedshift.secagg.secure import SecAggConfig, secure_sum
 from fedshift.shift.stats import SiteStatistics, StatsLayout
+from fedshift.site.stats import case_features, clip_headroom, site_statistics
 
 SAMPLES = 20
 CFG = SegConfig(
