@@ -45,8 +45,9 @@ class AlignedTrainer(SiteTrainer):
     method : ``"jdot"`` or ``"moments"``
     threshold : lesion-probability threshold of the model's own labels on a site without
         labels: the decision threshold the federation tuned (the one its evaluation uses);
-        0.5 reads them off a model tuned elsewhere (docs/jdot-offline.md: seed 1's federation
-        tuned 0.26, and self-training at 0.5 erased the target's lesions, Dice 0.34 -> 0.04)
+        0.5 reads them off a model tuned elsewhere (docs/results/jdot-offline.md: seed 1's
+        federation tuned 0.26, and self-training at 0.5 erased the target's lesions, Dice
+        0.34 -> 0.04)
     (others as :class:`~fedshift.model.trainer.SiteTrainer`; ``items_train`` may be
     unlabelled)
     """

@@ -5,7 +5,7 @@ Comparing a site's labels with the global model's predictions (the ``annotation`
 descriptors) is relative: it says how the site's raters differ from the federation's
 mix of raters, and when the federation's raters split evenly (two that annotate small
 lesions, two that do not) there is no majority to call "unshifted"
-(``runs/diag5-seed0/annotation``). Multi-centre studies settle this with calibration
+(``docs/results/diagnosis-validation.md``). Multi-centre studies settle this with calibration
 cases: the same few public images, annotated by every centre's raters and compared with
 a reference standard. A site that has them keeps them in its folder::
 

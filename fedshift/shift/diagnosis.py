@@ -44,7 +44,7 @@ acquisition not flagged) and the others' (its acquisition similarity to the rest
 least ``DiagnosisConfig.threshold``). The unchanged scanner of the ``acquisition``
 scenario sits on the federation's median case, but every other site's predictions come
 through another scanner; its lesion load differed from theirs by -1.28 sd
-(``runs/diag5-seed0/acquisition``), which is not a population shift.
+(``docs/results/diagnosis-validation.md``), which is not a population shift.
 
 Without calibration cases, annotation is compared through the global model's prediction,
 and how well a model's prediction agrees with a label depends on the lesions themselves
@@ -52,8 +52,9 @@ and how well a model's prediction agrees with a label depends on the lesions the
 or larger lesions than the rest has a different label agreement without any change of
 annotation protocol. So annotation is then attributed only when the lesion load is like
 the rest's; a site with both gets "population", with the annotation evidence left
-unattributed. Added after ``runs/diag5-seed1/population``: site3 (0.3x lesion load,
--2.94 sd) was named population and annotation (annotation similarity 0.40).
+unattributed. Added after the ``population`` scenario's seed 1, where site3 (0.3x lesion
+load, -2.94 sd) was named population and annotation (annotation similarity 0.40;
+``docs/results/diagnosis-validation.md``).
 
 Why calibration cases decide annotation when a site has them: the relative comparison
 has no majority where the federation's raters split evenly. In the ``annotation``
@@ -66,7 +67,7 @@ Why an effect size for population: lesion loads spread along one axis (fewer, mo
 larger), so a site in the middle of the federation has few cases like its own among the
 others and a low similarity, though it is the least shifted. The ``population`` scenario
 is such a federation: site0, the unchanged population, scored 0.38 and was named while
-three shifted sites scored 0.68-0.77 and were not (``runs/diagnosis-check``).
+three shifted sites scored 0.68-0.77 and were not (``docs/results/diagnosis-validation.md``).
 
 Whatever is left unattributed is named in the evidence. The classic distances (1-D
 Wasserstein distance of the brain-intensity histogram, Bures-Wasserstein distance of the
@@ -168,10 +169,10 @@ class DiagnosisConfig:
         bound applies to the calibration cases' volume and count ratios (annotation).
     population_effect : population counts as shifted when the site's predicted lesion
         load differs from the rest's by at least this many standard deviations (absolute
-        value). On the four scenario runs (``runs/diag2-*``) unshifted sites reached at
-        most 0.79 and shifted ones at least 1.36; 1.0 was set after seeing them. On a
-        fresh seed (``runs/diag3-seed1``) a planted site landed at +1.00 and an unshifted
-        one at -0.86: the margin is thin.
+        value). On the four scenario runs of an earlier validation unshifted sites reached
+        at most 0.79 and shifted ones at least 1.36; 1.0 was set after seeing them. On a
+        fresh seed a planted site landed at +1.00 and an unshifted one at -0.86: the
+        margin is thin (``docs/results/diagnosis-validation.md``).
     """
 
     threshold: float = 0.5

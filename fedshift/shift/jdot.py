@@ -13,12 +13,12 @@ Squared distances are divided by the embedding size F, so ``alpha`` does not dep
 
 The class mix of a coupling is the crux (lesions are ~0.3 % of brain voxels). With a fixed
 share of lesion references, surplus references force background voxels to be predicted
-lesion: ``docs/jdot-offline.md`` measured the final FedAvg model's target Dice falling from
-0.64 to 0.14 (300 predicted lesions per case) after 30 such steps. So the batch's voxels are
-drawn per class (:func:`sample_by_class`: the site's labels, or the model's own prediction
-on a site without labels, lesions oversampled up to ``lesion_fraction``) and the reference
-gets the same mix: the coupling refines which voxels are lesion and pulls each class onto
-the federation's, instead of imposing a prior.
+lesion: ``docs/results/jdot-offline.md`` measured the final FedAvg model's target Dice
+falling from 0.64 to 0.14 (300 predicted lesions per case) after 30 such steps. So the
+batch's voxels are drawn per class (:func:`sample_by_class`: the site's labels, or the
+model's own prediction on a site without labels, lesions oversampled up to
+``lesion_fraction``) and the reference gets the same mix: the coupling refines which voxels
+are lesion and pulls each class onto the federation's, instead of imposing a prior.
 
 Couplings (:func:`coupling`, POT): ``emd`` (exact, uniform marginals), ``sinkhorn``
 (entropic), ``unbalanced`` (entropic with KL-relaxed marginals: surplus target lesion voxels
