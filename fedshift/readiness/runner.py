@@ -28,8 +28,8 @@ from fedshift.readiness.assemble import build_report
 from fedshift.readiness.case_check import CaseResult, CaseTask, check_case
 from fedshift.readiness.report_html import render_html
 from fedshift.readiness.site_config import ReadinessConfig, load_site_config
-from fedshift.report.mosaic import label_center, render_mosaic
-from fedshift.report.png import png_bytes
+from fedshift.render.mosaic import label_center, render_mosaic
+from fedshift.render.png import png_bytes
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,13 @@ def render_mosaics(layout: SiteLayout, report: dict[str, Any], n: int) -> list[d
         if label is not None and label.shape != image.data.shape:
             label = None
         center = label_center(label) if label is not None else None
-        rgb = render_mosaic(np.nan_to_num(image.as_float32()), label, image.zooms, center=center)
+        rgb = render_mosaic(
+            np.nan_to_num(image.as_float32()),
+            label,
+            image.zooms,
+            center=center,
+            affine=image.affine,
+        )
         status = "usable" if case_entry["usable"] else "not usable"
         mosaics.append(
             {

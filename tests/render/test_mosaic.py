@@ -1,4 +1,4 @@
-"""fedshift.report.mosaic: orthogonal slices, aspect, windowing, label overlay."""
+"""fedshift.render.mosaic: orthogonal slices, aspect, windowing, label overlay."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from mri_fixtures import head_phantom, read_png
 
-from fedshift.report.mosaic import label_center, render_mosaic, window
-from fedshift.report.png import png_bytes
+from fedshift.render.mosaic import label_center, render_mosaic, window
+from fedshift.render.png import png_bytes
 
 
 def test_mosaic_is_rgb_uint8_with_three_panels(rng: np.random.Generator) -> None:
@@ -53,7 +53,9 @@ def test_window_clips_to_percentiles() -> None:
 
 @pytest.mark.parametrize("image", [np.zeros((8, 8, 8)), np.full((8, 8, 8), np.nan)])
 def test_blank_images_render_black(image: np.ndarray) -> None:
-    assert render_mosaic(image, zooms=(0, -1, np.nan)).max() == 0
+    assert render_mosaic(image, zooms=(0, -1, np.nan), markers=False).max() == 0
+    marked = render_mosaic(image, zooms=(0, -1, np.nan))  # only the letters: white on black
+    assert set(np.unique(marked).tolist()) == {0, 255}
 
 
 def test_refuses_non_3d_and_mismatched_label() -> None:

@@ -1,4 +1,4 @@
-"""fedshift.report.png: a PNG encoder checked by decoding its output."""
+"""fedshift.render.png: a PNG encoder checked by decoding its output."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from mri_fixtures import read_png
 
-from fedshift.report.png import PNG_SIGNATURE, png_bytes, write_png
+from fedshift.render.png import PNG_SIGNATURE, png_bytes, write_png
 
 
 @pytest.mark.parametrize("shape", [(7, 5), (7, 5, 3), (3, 9, 4), (1, 1, 3)])
