@@ -1,4 +1,5 @@
-"""Baselines outside Flower, for comparison with the federated strategies.
+"""Baselines outside Flower (``fedshift baseline KIND``), for comparison with federated
+training.
 
 - ``local``: each labelled site trains alone (same steps as one site in the federation);
   its model is tested on its own test split; the target is scored by every local model
@@ -25,6 +26,8 @@ import numpy as np
 from fedshift.errors import UsageError
 from fedshift.model.pooled_jdot import PooledJDOTTrainer
 from fedshift.model.trainer import SiteTrainer
+from fedshift.policy import federation_threshold
+from fedshift.record import FinalRecord, RoundRecord
 from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunFolder, RunState
 from fedshift.site.worker import SiteWorker, site_worker
@@ -39,11 +42,11 @@ def _workers(cfg: RunConfig) -> list[SiteWorker]:
 def _test_all(
     workers: list[SiteWorker], weights: list[np.ndarray]
 ) -> tuple[dict, dict, float | None]:
-    """Test every site with one model; targets use the mean tuned threshold."""
+    """Test every site with one model: the labelled sites tune their thresholds on
+    validation, the targets use their mean (the coordinator's rule, :mod:`fedshift.policy`)."""
     labelled = [w for w in workers if w.layout.has_train_labels]
     val = {w.name: w.evaluate(weights, "val") for w in labelled}
-    thresholds = [m["threshold"] for m in val.values() if m.get("n_cases", 0) > 0]
-    threshold = float(np.mean(thresholds)) if thresholds else None
+    threshold = federation_threshold(val)
     sites = {w.name: w.evaluate(weights, "test") for w in labelled}
     target = {
         w.name: w.evaluate(weights, "test", threshold)
@@ -55,7 +58,7 @@ def _test_all(
 
 def run_local(cfg: RunConfig) -> RunState:
     workers = _workers(cfg)
-    state = RunState(strategy={"name": "local"})
+    state = RunState(strategy={"baseline": "local"})
     finals, target_scores = {}, {}
     for w in (w for w in workers if w.layout.has_train_labels):
         trainer = w.trainer()
@@ -73,32 +76,32 @@ def run_local(cfg: RunConfig) -> RunState:
         name: {k: float(np.mean([m[k] for m in ms])) for k in ms[0]}
         for name, ms in target_scores.items()
     }
-    state.final = {
-        "sites": finals,
-        "target": mean_target,
-        "note": "target metrics are the mean over the local models of the labelled sites",
-    }
+    state.record.final = FinalRecord(
+        sites=finals,
+        target=mean_target,
+        note="target metrics are the mean over the local models of the labelled sites",
+    )
     state.last_round = cfg.fed.rounds
     return state
 
 
-def _pooled_trainer(cfg: RunConfig, workers: list[SiteWorker]) -> SiteTrainer:
+def _pooled_trainer(cfg: RunConfig, workers: list[SiteWorker], kind: str) -> SiteTrainer:
     """One trainer over every labelled site's training cases (``centralized_jdot``: with
     the unlabelled targets' images for the DeepJDOT term)."""
     labelled = [w for w in workers if w.layout.has_train_labels]
     if not labelled:
-        raise UsageError(f"fed.strategy={cfg.fed.strategy} needs at least one labelled site")
+        raise UsageError(f"baseline {kind} needs at least one labelled site")
     train, val = [], []
     for w in labelled:
         t, v, _ = w.splits()
         train += t
         val += v
     seg, cache = labelled[0].seg, Path(cfg.out) / "centralized" / "cache"
-    if cfg.fed.strategy != "centralized_jdot":
+    if kind != "centralized_jdot":
         return SiteTrainer(seg, train, val, cache_dir=cache)
     targets = [w for w in workers if not w.layout.has_train_labels]
     if not targets:
-        raise UsageError("fed.strategy=centralized_jdot needs an unlabelled target site")
+        raise UsageError("baseline centralized_jdot needs an unlabelled target site")
     return PooledJDOTTrainer(
         seg,
         train,
@@ -109,41 +112,45 @@ def _pooled_trainer(cfg: RunConfig, workers: list[SiteWorker]) -> SiteTrainer:
     )
 
 
-def run_centralized(cfg: RunConfig) -> RunState:
+def run_centralized(cfg: RunConfig, kind: str = "centralized") -> RunState:
     workers = _workers(cfg)
-    trainer = _pooled_trainer(cfg, workers)
+    trainer = _pooled_trainer(cfg, workers, kind)
     n_labelled = sum(w.layout.has_train_labels for w in workers)
     steps = cfg.seg.train.local_steps * n_labelled  # the federation's total steps per round
-    state = RunState(strategy={"name": cfg.fed.strategy})
+    state = RunState(strategy={"baseline": kind})
     for rnd in range(1, cfg.fed.rounds + 1):
         t0 = time.perf_counter()
         result = trainer.train(num_steps=steps, round_index=rnd)
         log.info(
             "%s round %d/%d: loss %.4f (%d steps, %.1f s)",
-            cfg.fed.strategy,
+            kind,
             rnd,
             cfg.fed.rounds,
             result.loss,
             steps,
             time.perf_counter() - t0,
         )
-        state.rounds.append({"round": rnd, "sites": {"pooled": {"train_loss": result.loss}}})
+        state.record.rounds.append(RoundRecord(rnd, {"pooled": {"train_loss": result.loss}}))
     sites, target, threshold = _test_all(workers, trainer.get_weights())
-    state.final = {"sites": sites, "target": target, "target_threshold": threshold}
+    state.record.final = FinalRecord(sites, target, threshold)
     state.last_round = cfg.fed.rounds
     return state
 
 
-BASELINE_RUNNERS = {
-    "local": run_local,
+#: baseline name -> runner(cfg, name)
+BASELINES = {
+    "local": lambda cfg, kind: run_local(cfg),
     "centralized": run_centralized,
     "centralized_jdot": run_centralized,
 }
 
 
-def run_baseline(cfg: RunConfig) -> RunState:
+def run_baseline(cfg: RunConfig, kind: str) -> RunState:
+    """Run baseline ``kind`` (one of :data:`BASELINES`) and write its run folder."""
+    if kind not in BASELINES:
+        raise UsageError(f"baseline {kind!r} is unknown; valid: {', '.join(BASELINES)}")
     folder = RunFolder(cfg.out)
     folder.write_config(cfg)
-    state = BASELINE_RUNNERS[cfg.fed.strategy](cfg)
-    folder.write_metrics(state)
+    state = BASELINES[kind](cfg, kind)
+    folder.write_record(state.record)
     return state

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "readiness": "fedshift.commands.readiness",
     "mosaic": "fedshift.commands.mosaic",
     "simulate": "fedshift.commands.simulate",
+    "baseline": "fedshift.commands.baseline",
     "diagnose": "fedshift.commands.diagnose",
     "certs": "fedshift.commands.certs",
     "site": "fedshift.commands.site",

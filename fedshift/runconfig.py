@@ -23,11 +23,8 @@ from fedshift.secagg.config import SecAggConfig
 
 #: MIDaR readiness levels, best first
 LEVELS = ("A", "B", "C", "D")
-#: federated strategies (Flower's) and the baselines run outside Flower
-FEDERATED = ("fedavg", "fedprox", "moments", "fedshift")
-#: federated strategies that align embeddings to the reference (they need secure statistics)
-ALIGNED = ("moments", "fedshift")
-BASELINES = ("local", "centralized", "centralized_jdot")
+#: how the coordinator aggregates the sites' updates (:mod:`fedshift.fl.strategies`)
+AGGREGATORS = ("fedavg", "fedprox")
 
 _JSON = "json:"
 
@@ -51,9 +48,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class FedConfig:
-    """The federation: strategy, rounds, gates and timeouts."""
+    """The federation: aggregator, rounds, gates and timeouts."""
 
-    strategy: str = "fedavg"  # fedavg | fedprox | moments | fedshift | local | centralized[_jdot]
+    aggregator: str = "fedavg"  # fedavg | fedprox (how updates are combined)
     rounds: int = 5
     proximal_mu: float = 0.01  # fedprox only
     train_level: str = "A"  # sites below this level train no model (they still evaluate)
@@ -64,10 +61,11 @@ class FedConfig:
     secure_stats: bool = False  # statistics rounds before round 1 and after the last (>= 3 sites)
     stats_every_round: bool = False  # also one between every two rounds
     align_intensity: bool = False  # sites map brain intensities onto the federation's (1-D OT)
-    # moments / fedshift: the alignment term (and training at sites without labels) runs in
-    # a round from align_from_round on when the labelled sites' mean validation Dice of the
-    # round before reached align_min_val_dice; otherwise the round is FedAvg. A model that
-    # finds no lesion yet has nothing to align (runs/bench-adaptation/fedshift-round3)
+    # seg.align.method jdot / moments: the alignment term (and training at sites without
+    # labels) runs in a round from align_from_round on when the labelled sites' mean
+    # validation Dice of the round before reached align_min_val_dice; otherwise the round
+    # is plain. A model that finds no lesion yet has nothing to align
+    # (docs/results/adaptation.md)
     align_from_round: int = 2
     align_min_val_dice: float = 0.5
     # FedAvg weighs a site's update by its training cases; a site without labels (it trains
@@ -110,10 +108,12 @@ class RunConfig:
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
     def validate(self) -> None:
-        allowed = FEDERATED + BASELINES
-        if self.fed.strategy not in allowed:
+        self.seg.validate()
+        self.fed.secagg()
+        if self.fed.aggregator not in AGGREGATORS:
             raise ConfigError(
-                f"fed.strategy={self.fed.strategy!r} is unknown; valid: {', '.join(allowed)}"
+                f"fed.aggregator={self.fed.aggregator!r} is unknown; "
+                f"valid: {', '.join(AGGREGATORS)}"
             )
         if self.fed.rounds < 1:
             raise ConfigError(f"fed.rounds must be >= 1, got {self.fed.rounds}")
@@ -135,23 +135,21 @@ class RunConfig:
             )
         if self.fed.stats_samples < 1:
             raise ConfigError(f"fed.stats_samples must be >= 1, got {self.fed.stats_samples}")
-        if self.fed.strategy in ALIGNED and not self.fed.secure_stats:
+        if self.aligns_embeddings and not self.fed.secure_stats:
             raise ConfigError(
-                f"fed.strategy={self.fed.strategy} aligns to the federation's reference and "
-                "needs fed.secure_stats=true"
+                f"seg.align.method={self.seg.align.method} aligns to the federation's "
+                "reference and needs fed.secure_stats=true"
             )
         if self.fed.align_intensity and not self.fed.secure_stats:
             raise ConfigError(
                 "fed.align_intensity=true needs fed.secure_stats=true: the map is fitted to "
                 "the federation's securely aggregated intensity histogram"
             )
-        if self.fed.align_intensity and self.fed.strategy in BASELINES:
-            raise ConfigError(
-                f"fed.align_intensity is for federated runs; fed.strategy={self.fed.strategy!r} "
-                "has no secure statistics rounds"
-            )
-        self.fed.secagg()
-        self.seg.validate()
+
+    @property
+    def aligns_embeddings(self) -> bool:
+        """Whether sites add an embedding alignment term (``seg.align.method`` not none)."""
+        return self.seg.align.method != "none"
 
     @property
     def all_sites(self) -> tuple[str, ...]:

@@ -1,40 +1,34 @@
-"""A run's folder on disk: config, checkpoints (resume) and metrics.json. No Flower here.
+"""A run's folder on disk: the one writer of everything in it. No Flower here.
 
 Layout of ``RUN``::
 
     RUN/config.yaml                 the resolved RunConfig
-    RUN/metrics.json                rounds + final metrics (contract below)
-    RUN/checkpoints/state.json      last finished round, history, strategy state
+    RUN/metrics.json                the run record (:class:`fedshift.record.RunRecord`)
+    RUN/diagnosis.json              the last shift diagnosis (``DiagnosisRecord``)
+    RUN/reference.npz               the federation's reference the sites last received
+    RUN/secure_sum.npz              the decoded sum over sites of the last statistics round
+    RUN/checkpoints/state.json      last finished round, history, strategy record
     RUN/checkpoints/round_NNN.npz   global model after round NNN
 
-``metrics.json``: ``{"rounds": [{"round": int, "sites": {SITE: {...}}}],
-"final": {"sites": {SITE: {"dice": float, "lesion_f1": float, ...}},
-"target": {SITE: {"dice": float, "lesion_f1": float}}}}``.
-Files are written to a temporary name and renamed, so a run killed mid-write leaves the
-previous checkpoint intact.
+Every file is written through :mod:`fedshift.atomic`, so a run killed mid-write leaves the
+previous checkpoint intact. The JSON contracts are documented in :mod:`fedshift.record`.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fedshift import atomic
 from fedshift.config import to_yaml
 from fedshift.errors import UsageError
+from fedshift.record import DiagnosisRecord, RunRecord
 from fedshift.runconfig import RunConfig
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _as_json(value: Any) -> str:
@@ -46,31 +40,15 @@ def _as_json(value: Any) -> str:
     )
 
 
-def _clean(value: Any) -> Any:
-    """JSON-safe: NaN -> None, numpy scalars -> Python."""
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 @dataclass
 class RunState:
-    """What a coordinator needs to continue a run."""
+    """What a coordinator needs to continue a run: the last finished round, the global
+    weights after it, the run record so far and the strategy's description."""
 
     last_round: int = 0
     weights: list[np.ndarray] | None = None
-    rounds: list[dict[str, Any]] = field(default_factory=list)
-    readiness: dict[str, Any] = field(default_factory=dict)
+    record: RunRecord = field(default_factory=RunRecord)
     strategy: dict[str, Any] = field(default_factory=dict)
-    final: dict[str, Any] = field(default_factory=dict)
-    timing: dict[str, float] = field(default_factory=dict)
-    federation: dict[str, Any] = field(default_factory=dict)  # secure statistics rounds (sums only)
 
 
 class RunFolder:
@@ -81,27 +59,27 @@ class RunFolder:
         self.checkpoints = self.root / "checkpoints"
 
     def write_config(self, cfg: RunConfig) -> None:
-        _atomic_write(self.root / "config.yaml", to_yaml(cfg).encode())
+        atomic.write_text(self.root / "config.yaml", to_yaml(cfg))
 
     def save_checkpoint(self, state: RunState) -> None:
         """Global weights of ``state.last_round`` then the state that points to them."""
         if state.weights is None:
             raise ValueError("save_checkpoint needs the global weights")
         name = f"round_{state.last_round:03d}.npz"
-        tmp = self.checkpoints / (name + ".tmp.npz")
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        np.savez(tmp, *state.weights)
-        os.replace(tmp, self.checkpoints / name)
+        atomic.save_npz(
+            self.checkpoints / name, {f"arr_{i}": w for i, w in enumerate(state.weights)}
+        )
+        record = state.record.to_json()
         meta = {
             "last_round": state.last_round,
             "weights": name,
-            "rounds": state.rounds,
-            "readiness": state.readiness,
+            "rounds": record["rounds"],
+            "readiness": record["readiness"],
             "strategy": state.strategy,
         }
-        if state.federation:
-            meta["federation"] = state.federation
-        _atomic_write(self.checkpoints / "state.json", json.dumps(_clean(meta), indent=1).encode())
+        if "federation" in record:
+            meta["federation"] = record["federation"]
+        atomic.write_json(self.checkpoints / "state.json", meta)
 
     def load_checkpoint(self) -> RunState | None:
         """The last saved state, or None when the run has no checkpoint yet."""
@@ -111,14 +89,10 @@ class RunFolder:
         meta = json.loads(meta_path.read_text())
         with np.load(self.checkpoints / meta["weights"]) as npz:
             weights = [npz[f"arr_{i}"] for i in range(len(npz.files))]
-        return RunState(
-            meta["last_round"],
-            weights,
-            meta["rounds"],
-            meta.get("readiness", {}),
-            meta.get("strategy", {}),
-            federation=meta.get("federation", {}),
+        record = RunRecord.from_json(
+            {k: meta[k] for k in ("rounds", "readiness", "federation") if k in meta}
         )
+        return RunState(meta["last_round"], weights, record, meta.get("strategy", {}))
 
     def check_resumable(self, cfg: RunConfig) -> None:
         """Refuse to resume a run whose config differs in what shapes the result."""
@@ -129,7 +103,7 @@ class RunFolder:
 
         old = OmegaConf.to_container(OmegaConf.load(path))
         new = OmegaConf.to_container(OmegaConf.structured(cfg))
-        for key in ("seed", "fed.strategy", "data.sites", "data.target", "seg"):
+        for key in ("seed", "fed.aggregator", "data.sites", "data.target", "seg"):
             before = OmegaConf.select(OmegaConf.create(old), key)
             now = OmegaConf.select(OmegaConf.create(new), key)
             if _as_json(before) != _as_json(now):
@@ -138,18 +112,21 @@ class RunFolder:
                     "(only fed.rounds and timeouts may change on resume)"
                 )
 
-    def write_metrics(self, state: RunState) -> Path:
-        path = self.root / "metrics.json"
-        body = {
-            "rounds": state.rounds,
-            "final": state.final,
-            "readiness": state.readiness,
-            "timing": state.timing,
-        }
-        if state.federation:
-            body["federation"] = state.federation
-        _atomic_write(path, json.dumps(_clean(body), indent=1).encode())
-        return path
+    def write_record(self, record: RunRecord) -> Path:
+        """``metrics.json``."""
+        return atomic.write_json(self.root / "metrics.json", record.to_json())
 
-    def read_metrics(self) -> dict[str, Any]:
-        return json.loads((self.root / "metrics.json").read_text())
+    def read_record(self) -> RunRecord:
+        return RunRecord.read(self.root / "metrics.json")
+
+    def write_diagnosis(self, diagnosis: DiagnosisRecord) -> Path:
+        return atomic.write_json(self.root / "diagnosis.json", diagnosis.to_json())
+
+    def read_diagnosis(self) -> DiagnosisRecord | None:
+        """The last diagnosis, ``None`` when the run had no statistics round."""
+        path = self.root / "diagnosis.json"
+        return DiagnosisRecord.read(path) if path.is_file() else None
+
+    def save_arrays(self, name: str, arrays: Mapping[str, np.ndarray]) -> Path:
+        """``RUN/NAME`` (an ``.npz``: the reference, the decoded secure sum)."""
+        return atomic.save_npz(self.root / name, arrays)

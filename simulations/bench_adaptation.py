@@ -57,42 +57,44 @@ import numpy as np
 #: (docs/gpu-check.md): Sinkhorn stopped at 1e-3, the coupling solved every 2nd step
 FAST_ALIGN = ["seg.align.solver=sinkhorn", "seg.align.tol=1e-3", "seg.align.every=2"]
 
+#: runs that are baselines outside Flower (`fedshift baseline NAME`)
+BASELINES = ("local", "centralized", "centralized_jdot")
 #: run name -> config overrides
 RUNS: dict[str, list[str]] = {
-    "local": ["fed.strategy=local"],
-    "centralized": ["fed.strategy=centralized"],
-    "centralized_jdot": ["fed.strategy=centralized_jdot"],
-    "fedavg": ["fed.strategy=fedavg", "fed.secure_stats=true"],
-    "fedprox": ["fed.strategy=fedprox"],
+    "local": [],
+    "centralized": [],
+    "centralized_jdot": [],
+    "fedavg": ["fed.aggregator=fedavg", "fed.secure_stats=true"],
+    "fedprox": ["fed.aggregator=fedprox"],
     "fedavg_intensity": [
-        "fed.strategy=fedavg",
+        "fed.aggregator=fedavg",
         "fed.secure_stats=true",
         "fed.align_intensity=true",
     ],
-    "moments": ["fed.strategy=moments", "fed.secure_stats=true", "fed.align_intensity=true"],
-    "fedshift": ["fed.strategy=fedshift", "fed.secure_stats=true", "fed.align_intensity=true"],
-    "fedshift_nomap": ["fed.strategy=fedshift", "fed.secure_stats=true"],
+    "moments": ["seg.align.method=moments", "fed.secure_stats=true", "fed.align_intensity=true"],
+    "fedshift": ["seg.align.method=jdot", "fed.secure_stats=true", "fed.align_intensity=true"],
+    "fedshift_nomap": ["seg.align.method=jdot", "fed.secure_stats=true"],
     "fedshift_fast": [
-        "fed.strategy=fedshift",
+        "seg.align.method=jdot",
         "fed.secure_stats=true",
         "fed.align_intensity=true",
         *FAST_ALIGN,
     ],
     "fedshift_targetonly": [
-        "fed.strategy=fedshift",
+        "seg.align.method=jdot",
         "fed.secure_stats=true",
         "fed.align_intensity=true",
         "seg.align.labelled=false",
     ],
     "fedshift_lowweight": [
-        "fed.strategy=fedshift",
+        "seg.align.method=jdot",
         "fed.secure_stats=true",
         "fed.align_intensity=true",
         "fed.unlabelled_weight=0.25",
     ],
-    "oracle": ["fed.strategy=fedavg"],
+    "oracle": ["fed.aggregator=fedavg"],
     "oracle_intensity": [
-        "fed.strategy=fedavg",
+        "fed.aggregator=fedavg",
         "fed.secure_stats=true",
         "fed.align_intensity=true",
     ],
@@ -138,8 +140,9 @@ def run_once(run: str, seed: int, out: Path, data: list[str], extra: list[str]) 
             "data.synth_overrides=[sites.target.labelled=true]",
             f"data.synth_dir={out / 'oracle-data' / f'seed{seed}'}",
         ]
-    cmd = [sys.executable, "-m", "fedshift.cli", "simulate", *overrides]
-    print(f"{run} seed {seed}: fedshift simulate {' '.join(overrides)}", flush=True)
+    command = ["baseline", run] if run in BASELINES else ["simulate"]
+    cmd = [sys.executable, "-m", "fedshift.cli", *command, *overrides]
+    print(f"{run} seed {seed}: fedshift {' '.join(command + overrides)}", flush=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with (out / run / f"seed{seed}.log").open("w") as log:

@@ -36,8 +36,9 @@ def round_overhead(cfg: RunConfig) -> None:
     total = time.perf_counter() - start
     n_sites = len(cfg.all_sites)
     slots = max(1, min(n_sites, int((os.cpu_count() or 1) // cfg.simulation.cpus_per_site)))
-    timing = state.timing
-    in_rounds = sum(r["seconds"]["train"] + r["seconds"]["evaluate"] for r in state.rounds)
+    timing = state.record.timing
+    rounds = state.record.rounds
+    in_rounds = sum(r.seconds["train"] + r.seconds["evaluate"] for r in rounds)
     startup = wall - timing["serverapp_s"] + timing["wait_for_sites_s"]
     print(f"simulation engine start-up before the first message (once): {startup:.1f} s")
     print(
@@ -46,16 +47,16 @@ def round_overhead(cfg: RunConfig) -> None:
         f"{timing['final_evaluation_s']:.1f} s; whole run {total:.1f} s"
     )
     ratios = []
-    for entry in state.rounds:
-        sites = entry["sites"].values()
+    for entry in rounds:
+        sites = entry.sites.values()
         compute = sum(
             s.get("train_train_seconds", 0.0) + s.get("val_eval_seconds", 0.0) for s in sites
         )
-        wall_round = entry["seconds"]["train"] + entry["seconds"]["evaluate"]
+        wall_round = entry.seconds["train"] + entry.seconds["evaluate"]
         ideal = compute / slots
         ratios.append(wall_round / ideal)
         print(
-            f"round {entry['round']}: wall {wall_round:.1f} s, site compute {compute:.1f} s over "
+            f"round {entry.round}: wall {wall_round:.1f} s, site compute {compute:.1f} s over "
             f"{slots} parallel slots = {ideal:.1f} s, ratio {wall_round / ideal:.2f}"
         )
     steady = ratios[1:] or ratios  # round 1 also fills the preprocessing cache

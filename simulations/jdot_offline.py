@@ -100,8 +100,11 @@ def adapt(run: Path, variant: dict[str, str], steps: int, scratch: Path) -> dict
         train = dataclasses.replace(train, lr=train.lr * align.unlabelled_lr_scale)
     cfg = dataclasses.replace(
         cfg,
-        fed=dataclasses.replace(cfg.fed, strategy="fedavg" if supervised else "fedshift"),
-        seg=dataclasses.replace(cfg.seg, align=align, train=train),
+        seg=dataclasses.replace(
+            cfg.seg,
+            align=dataclasses.replace(align, method="none" if supervised else "jdot"),
+            train=train,
+        ),
     )
     target = Path(cfg.data.target[0])
     work = scratch / "target"

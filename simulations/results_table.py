@@ -1,26 +1,25 @@
 """Markdown table of final test metrics from several run folders (metrics.json).
 
 python simulations/results_table.py runs/default runs/default-local runs/default-centralized
+
+Each row is named after its run folder.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
+
+from fedshift.record import RunRecord
 
 
 def main(folders: list[str]) -> None:
     runs = {}
     for folder in folders:
-        metrics = json.loads((Path(folder) / "metrics.json").read_text())
-        config = (Path(folder) / "config.yaml").read_text()
-        name = next(
-            line.split(":", 1)[1].strip()
-            for line in config.splitlines()
-            if line.strip().startswith("strategy:")
-        )
-        runs[name] = metrics["final"]
+        final = RunRecord.read(Path(folder) / "metrics.json").final
+        if final is None:
+            raise SystemExit(f"{folder}: the run has no final metrics yet")
+        runs[Path(folder).name] = final.to_json()
     sites = sorted({s for final in runs.values() for s in final["sites"]})
     targets = sorted({s for final in runs.values() for s in final["target"]})
     head = ["method"] + sites + ["mean (labelled)"] + [f"{t} (unlabelled)" for t in targets]

@@ -33,26 +33,22 @@ def test_pyproject_flower_config_matches_default_yaml() -> None:
     assert app_config == expected
 
 
-def test_unknown_strategy_lists_valid_ones() -> None:
-    with pytest.raises(ConfigError, match="fedavg, fedprox, moments, fedshift, local, centralized"):
-        load_config(RunConfig, [], ["fed.strategy=fedmagic"])
+def test_unknown_aggregator_lists_valid_ones() -> None:
+    with pytest.raises(ConfigError, match="fedavg, fedprox"):
+        load_config(RunConfig, [], ["fed.aggregator=fedmagic"])
+    with pytest.raises(ConfigError, match="none, jdot, moments"):
+        load_config(RunConfig, [], ["seg.align.method=magic"])
 
 
-def test_aligned_strategies_need_secure_statistics() -> None:
+def test_alignment_needs_secure_statistics() -> None:
     with pytest.raises(ConfigError, match="secure_stats"):
-        load_config(RunConfig, [], ["fed.strategy=fedshift"])
+        load_config(RunConfig, [], ["seg.align.method=jdot"])
     with pytest.raises(ConfigError, match="secure_stats"):
         load_config(RunConfig, [], ["fed.align_intensity=true"])
-    with pytest.raises(ConfigError, match="federated runs"):
-        load_config(
-            RunConfig,
-            [],
-            ["fed.strategy=local", "fed.align_intensity=true", "fed.secure_stats=true"],
-        )
     with pytest.raises(ConfigError, match="seg.align.solver"):
         load_config(RunConfig, [], ["seg.align.solver=magic"])
-    cfg = load_config(RunConfig, [], ["fed.strategy=fedshift", "fed.secure_stats=true"])
-    assert cfg.seg.align.solver == "emd"
+    cfg = load_config(RunConfig, [], ["seg.align.method=jdot", "fed.secure_stats=true"])
+    assert cfg.seg.align.solver == "emd" and cfg.aligns_embeddings
 
 
 def test_unknown_key_named() -> None:

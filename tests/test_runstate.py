@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fedshift.errors import UsageError
+from fedshift.record import FinalRecord, RoundRecord, RunRecord, SiteReadiness
 from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunFolder, RunState
 
@@ -16,14 +18,13 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     weights = [rng.normal(size=(3, 4)).astype(np.float32), np.arange(5, dtype=np.float32)]
     folder = RunFolder(tmp_path)
-    state = RunState(
-        last_round=2, weights=weights, rounds=[{"round": 1, "sites": {"a": {"x": float("nan")}}}]
-    )
+    record = RunRecord(rounds=[RoundRecord(1, {"a": {"x": float("nan")}})])
+    state = RunState(last_round=2, weights=weights, record=record)
     folder.save_checkpoint(state)
     back = folder.load_checkpoint()
     assert back is not None and back.last_round == 2
     assert all(np.array_equal(a, b) for a, b in zip(weights, back.weights, strict=True))
-    assert back.rounds[0]["sites"]["a"]["x"] is None  # NaN is stored as null
+    assert back.record.rounds[0].sites["a"]["x"] is None  # NaN is stored as null
     assert not list(folder.checkpoints.glob("*.tmp*"))
 
 
@@ -37,3 +38,25 @@ def test_resume_refuses_other_seed(tmp_path: Path) -> None:
     folder.check_resumable(RunConfig(seed=1, fed=RunConfig().fed.__class__(rounds=9)))
     with pytest.raises(UsageError, match="seed"):
         folder.check_resumable(RunConfig(seed=2))
+
+
+def test_run_record_round_trips_and_keeps_the_metrics_json_keys(tmp_path: Path) -> None:
+    record = RunRecord(
+        rounds=[RoundRecord(1, {"a": {"val_dice": 0.5}}, {"train": 1.0}, aligned=True)],
+        final=FinalRecord(
+            {"a": {"dice": 0.6}}, {"t": {"dice": float("nan")}}, 0.35, FinalRecord({}, {})
+        ),
+        readiness={"a": SiteReadiness("A", 4, 4, True)},
+        timing={"serverapp_s": 2.0},
+    )
+    folder = RunFolder(tmp_path)
+    folder.write_record(record)
+    raw = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(raw) == {"rounds", "final", "readiness", "timing"}  # no federation: none ran
+    assert set(raw["final"]) == {"sites", "target", "target_threshold", "bures"}
+    assert raw["final"]["target"]["t"]["dice"] is None
+    back = folder.read_record()
+    assert back.rounds == record.rounds and back.readiness == record.readiness
+    assert back.final is not None and back.final.target_threshold == 0.35
+    assert back.to_json() == raw
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -15,20 +15,18 @@ Files in ``cfg.out`` (latest statistics round; the history is in ``metrics.json`
     secure_sum.npz   the decoded sum over sites (``total``) and its layout size
     diagnosis.json   per site: shift types, robust z-scores, evidence, indicators
 
-``metrics.json["federation"]`` holds a summary of each round: participants, total counts,
-clipped values, embedding counts and reference means.
+``metrics.json["federation"]`` (:class:`fedshift.record.FederationRecord`) holds a
+summary of each round: participants, total counts, clipped values, embedding counts and
+reference means. Every file is written by :class:`fedshift.runstate.RunFolder`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,8 +36,9 @@ from flwr.serverapp import Grid
 from fedshift.errors import SecureAggregationError
 from fedshift.fl import keys
 from fedshift.fl.records import to_arrays
+from fedshift.record import DiagnosisRecord
 from fedshift.runconfig import RunConfig
-from fedshift.runstate import RunState
+from fedshift.runstate import RunFolder, RunState
 from fedshift.secagg.secure import (
     AdvertiseKeys,
     AggregatorSession,
@@ -49,7 +48,8 @@ from fedshift.secagg.secure import (
     UnmaskResponse,
 )
 from fedshift.secagg.secure import Message as ProtocolMessage
-from fedshift.shift.diagnosis import Diagnosis, SiteIndicators, diagnose
+from fedshift.shift.diagnosis import Diagnosis, diagnose
+from fedshift.shift.indicators import SiteIndicators
 from fedshift.shift.reference import Reference, build_reference
 from fedshift.shift.stats import SiteStatistics, StatsLayout
 
@@ -216,21 +216,20 @@ def federation_round(
     start = time.perf_counter()
     stats = secure_statistics_round(grid, sites, state.weights, state.last_round, cfg, threshold)
     reference = build_reference(stats.total)
-    out = Path(cfg.out)
-    _save_npz(out / "reference.npz", reference.to_arrays())
-    _save_npz(out / "secure_sum.npz", {"total": stats.result.total})
+    folder = RunFolder(cfg.out)
+    folder.save_arrays("reference.npz", reference.to_arrays())
+    folder.save_arrays("secure_sum.npz", {"total": stats.result.total})
     indicators = broadcast_reference(grid, sites, reference, stats.round_id, cfg)
     diagnoses = diagnose(indicators) if len(indicators) >= 3 else []
     if len(indicators) < 3:
         log.warning("shift diagnosis skipped: %d sites reported indicators", len(indicators))
-    _write_diagnosis(out / "diagnosis.json", stats, indicators, diagnoses)
+    folder.write_diagnosis(_diagnosis_record(stats, indicators, diagnoses))
     names = {n: s.name for n, s in sites.items()}
     summary = _summary(stats, reference, names, time.perf_counter() - start)
     summary["threshold"] = threshold
-    state.federation.setdefault("statistics", []).append(summary)
-    state.federation["diagnosis"] = {
-        d.site: {"shift": d.shift, "evidence": d.evidence} for d in diagnoses
-    }
+    federation = state.record.federation
+    federation.statistics.append(summary)
+    federation.diagnosis = {d.site: {"shift": d.shift, "evidence": d.evidence} for d in diagnoses}
     for d in diagnoses:
         log.info("diagnosis %-8s %s: %s", d.site, ", ".join(d.shift) or "no shift", d.evidence)
     return stats
@@ -270,53 +269,24 @@ def _summary(
     }
 
 
-def _write_diagnosis(
-    path: Path,
+def _diagnosis_record(
     stats: StatisticsRound,
     indicators: list[SiteIndicators],
     diagnoses: list[Diagnosis],
-) -> None:
+) -> DiagnosisRecord:
     by_site = {d.site: d for d in diagnoses}
-    body = {
-        "after_round": stats.stats_round,
-        "round_id": stats.round_id,
-        "sites": {
+    return DiagnosisRecord(
+        after_round=stats.stats_round,
+        round_id=stats.round_id,
+        sites={
             ind.site: {
                 **(_verdict(by_site[ind.site]) if ind.site in by_site else {"shift": []}),
                 "indicators": {k: v for k, v in vars(ind).items() if k != "site"},
             }
             for ind in indicators
         },
-    }
-    _atomic(path, json.dumps(_json_safe(body), indent=1).encode())
+    )
 
 
 def _verdict(d: Diagnosis) -> dict[str, Any]:
     return {k: v for k, v in d.to_dict().items() if k != "site"}
-
-
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities -> None, numpy scalars -> Python (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
-
-
-def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

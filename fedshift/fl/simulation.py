@@ -46,16 +46,9 @@ def run_flower_simulation(cfg: RunConfig) -> tuple[RunState, float]:
     seconds = time.perf_counter() - start
     folder = RunFolder(cfg.out)
     metrics_path = folder.root / "metrics.json"
-    if not metrics_path.is_file() or not folder.read_metrics().get("final", {}).get("sites"):
+    record = folder.read_record() if metrics_path.is_file() else None
+    if record is None or record.final is None or not record.final.sites:
         raise FedShiftError(
             f"the simulation ended without final metrics in {metrics_path}; see the log above"
         )
-    metrics = folder.read_metrics()
-    state = RunState(
-        last_round=len(metrics["rounds"]),
-        rounds=metrics["rounds"],
-        final=metrics["final"],
-        readiness=metrics.get("readiness", {}),
-        timing=metrics.get("timing", {}),
-    )
-    return state, seconds
+    return RunState(last_round=len(record.rounds), record=record), seconds

@@ -1,5 +1,5 @@
-"""Training with an alignment term against the federation's reference (``fed.strategy``
-``fedshift`` or ``moments``).
+"""Training with an alignment term against the federation's reference
+(``seg.align.method`` ``jdot`` or ``moments``).
 
 :class:`AlignedTrainer` is a :class:`~fedshift.model.trainer.SiteTrainer` whose loss gains
 a term on the batch's embeddings: the JDOT cost to samples of the reference's
@@ -31,9 +31,6 @@ from fedshift.shift.jdot import (
 )
 from fedshift.shift.moments import moment_loss
 from fedshift.shift.reference import Reference
-
-#: fed.strategy -> alignment term
-METHODS = {"fedshift": "jdot", "moments": "moments"}
 
 
 class AlignedTrainer(SiteTrainer):

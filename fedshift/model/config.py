@@ -230,7 +230,7 @@ class SegConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    align: AlignConfig = field(default_factory=AlignConfig)  # fed.strategy fedshift / moments
+    align: AlignConfig = field(default_factory=AlignConfig)  # seg.align.method jdot / moments
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first bad key."""

@@ -119,12 +119,12 @@ def write_run_report(cfg: RunConfig, state: RunState) -> Path:
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:collapse}}
 td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}figure{{display:inline-block;margin:6px}}</style>
 </head><body><h1>FedShift run: {html.escape(cfg.name)}</h1>
-<p>strategy <b>{html.escape(cfg.fed.strategy)}</b>, {cfg.fed.rounds} rounds, seed {cfg.seed},
+<p>aggregator <b>{html.escape(cfg.fed.aggregator)}</b>, alignment <b>{html.escape(cfg.seg.align.method)}</b>, {cfg.fed.rounds} rounds, seed {cfg.seed},
 {len(cfg.data.sites)} labelled site(s), {len(cfg.data.target)} target site(s).
 Test metrics: labelled sites on their own test split (imagesTs/labelsTs, threshold tuned on
 their validation split); target sites on labelsTs only, with the mean threshold of the labelled sites.</p>
-<h2>Validation Dice per round</h2>{dice_plot(state.rounds) or "<p>(no per-round validation)</p>"}
-<h2>Final test metrics</h2>{final_table(state.final)}
+<h2>Validation Dice per round</h2>{dice_plot([r.to_json() for r in state.record.rounds]) or "<p>(no per-round validation)</p>"}
+<h2>Final test metrics</h2>{final_table(state.record.final.to_json() if state.record.final else {})}
 <h2>One prediction per site</h2>{_overlays(cfg)}
 <h2>Shift diagnosis</h2>{_diagnosis(cfg)}
 </body></html>"""

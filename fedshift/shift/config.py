@@ -10,6 +10,9 @@ from dataclasses import dataclass
 
 from fedshift.errors import ConfigError
 
+#: embedding alignment methods: none, the JDOT coupling to samples of the reference's
+#: class-conditional Gaussians, or the per-feature moment mismatch
+METHODS = ("none", "jdot", "moments")
 #: coupling solvers of the alignment loss (:func:`fedshift.shift.jdot.coupling`)
 SOLVERS = ("emd", "sinkhorn", "unbalanced", "partial")
 
@@ -20,6 +23,8 @@ class AlignConfig:
 
     Attributes
     ----------
+    method : one of :data:`METHODS`; ``none`` trains without an alignment term (the other
+        settings are then unused)
     weight : weight of the JDOT term in a labelled site's loss. With 1.0 and a reference of
         the untrained model the term overwhelmed the supervised loss
         (runs/bench-adaptation/fedshift-v0: Dice ~0.02)
@@ -55,6 +60,7 @@ class AlignConfig:
         ``fedshift_targetonly``: which side of the federation a JDOT cost comes from)
     """
 
+    method: str = "none"
     weight: float = 0.1
     unlabelled_lr_scale: float = 0.1
     alpha: float = 0.1
@@ -71,6 +77,8 @@ class AlignConfig:
     labelled: bool = True
 
     def validate(self) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"seg.align.method={self.method!r}; valid: {', '.join(METHODS)}")
         if self.solver not in SOLVERS:
             raise ConfigError(f"seg.align.solver={self.solver!r}; valid: {', '.join(SOLVERS)}")
         checks = {

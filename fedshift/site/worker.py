@@ -27,7 +27,7 @@ from fedshift.data.layout import SiteLayout, discover_site, site_items
 from fedshift.data.nifti import read_volume
 from fedshift.errors import DataError
 from fedshift.model import evaluate as ev
-from fedshift.model.aligned import METHODS, AlignedTrainer
+from fedshift.model.aligned import AlignedTrainer
 from fedshift.model.config import SegConfig
 from fedshift.model.data import derive_seed, split_train_val
 from fedshift.model.device import choose_device
@@ -35,12 +35,13 @@ from fedshift.model.network import build_network, fold_affine_into_head, set_wei
 from fedshift.model.preprocess import PreprocessCache
 from fedshift.model.trainer import SiteTrainer
 from fedshift.readiness.runner import run_readiness, usable_cases
-from fedshift.report.mosaic import label_center, render_mosaic
-from fedshift.report.png import write_png
+from fedshift.render.mosaic import label_center, render_mosaic
+from fedshift.render.png import write_png
 from fedshift.runconfig import RunConfig
 from fedshift.shift.calibration import Calibration
-from fedshift.shift.diagnosis import SiteIndicators, measure
+from fedshift.shift.diagnosis import measure
 from fedshift.shift.distances import AffineMap, bures_map
+from fedshift.shift.indicators import SiteIndicators
 from fedshift.shift.intensity import IntensityMap, quantile_map
 from fedshift.shift.reference import Reference
 from fedshift.shift.stats import gaussian_from
@@ -405,7 +406,7 @@ def site_worker(
     options = {
         "seed": cfg.seed,
         "align_intensity": cfg.fed.align_intensity,
-        "alignment": METHODS.get(cfg.fed.strategy),
+        "alignment": None if cfg.seg.align.method == "none" else cfg.seg.align.method,
     }
     if work_dir is not None:
         return SiteWorker(data_dir, work_dir, cfg.seg, **options)

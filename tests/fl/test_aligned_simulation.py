@@ -1,4 +1,4 @@
-"""A real Flower simulation of ``fed.strategy=fedshift`` on tiny synthetic sites: FedAvg
+"""A real Flower simulation of ``seg.align.method=jdot`` on tiny synthetic sites: FedAvg
 in round 1, then (``fed.align_from_round=2``, Dice gate open) the JDOT term at every site
 and the unlabelled target training too, with the reference refreshed before the aligned
 round. The target's update counts with its cases times ``fed.unlabelled_weight``."""
@@ -21,7 +21,7 @@ def test_fedshift_aligns_from_the_given_round(tmp_path: Path) -> None:
     out = tmp_path / "run"
     args = [
         *overrides(tmp_path, out),
-        "fed.strategy=fedshift",
+        "seg.align.method=jdot",
         "fed.rounds=2",
         "fed.align_from_round=2",
         "fed.align_min_val_dice=0",

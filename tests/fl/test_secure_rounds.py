@@ -26,7 +26,8 @@ from fedshift.model.config import ModelConfig, SegConfig
 from fedshift.runconfig import RunConfig, flatten
 from fedshift.runstate import RunState
 from fedshift.secagg.secure import encode
-from fedshift.shift.diagnosis import SiteIndicators, measure
+from fedshift.shift.diagnosis import measure
+from fedshift.shift.indicators import SiteIndicators
 from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics, sample_voxels
 from fedshift.site.stats import LocalStatistics
 
@@ -203,10 +204,10 @@ def test_federation_round_writes_reference_and_diagnosis(federation) -> None:
     assert set(diagnosis["sites"]) == {"a", "b", "c", "t"}
     assert "acquisition" in diagnosis["sites"]["t"]["shift"]
     assert diagnosis["sites"]["a"]["indicators"]["dice"] == pytest.approx(0.6)
-    summary = state.federation["statistics"][0]
+    summary = state.record.federation.statistics[0]
     assert summary["cases"] == 12 and summary["labelled_cases"] == 9 and summary["n_clipped"] == 0
     assert summary["sites"] == ["a", "b", "c", "t"] and summary["dropped"] == []
-    text = json.dumps(state.federation) + (out / "diagnosis.json").read_text()
+    text = json.dumps(state.record.federation.to_json()) + (out / "diagnosis.json").read_text()
     for v in local.values():  # no site's own histogram appears
         assert json.dumps(v.stats.intensity.tolist()) not in text
 
@@ -219,4 +220,4 @@ def test_sites_read_predictions_at_the_federation_threshold(federation) -> None:
     first, second = grid.thresholds[:4], grid.thresholds[4:]
     assert sorted(first) == [(n, None) for n in "abct"]
     assert sorted(second) == [(n, 0.3) for n in "abct"]
-    assert [s["threshold"] for s in state.federation["statistics"]] == [None, 0.3]
+    assert [s["threshold"] for s in state.record.federation.statistics] == [None, 0.3]

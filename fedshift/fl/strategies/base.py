@@ -1,0 +1,99 @@
+"""What FedShift adds to any Flower strategy: who trains, the align flag, the threshold a
+site without labels reads its own labels with, and the FedAvg weights the coordinator sets.
+
+An aggregator is a Flower strategy class with :class:`Coordinated` in front of it in the
+bases (``class FedAvg(Coordinated, flwr.serverapp.strategy.FedAvg)``): it overrides
+``configure_train`` and ``aggregate_train`` and calls ``super()``, so the aggregation rule
+stays Flower's. The decisions themselves are :mod:`fedshift.policy`'s (no Flower there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+
+from fedshift import policy
+from fedshift.fl import keys
+from fedshift.fl.grid import SiteInfo, by_site
+from fedshift.runconfig import RunConfig
+
+
+def set_fedavg_weights(replies: Iterable[Message], scale: Mapping[int, float]) -> None:
+    """Write the weight FedAvg averages each reply's update with (``keys.FEDAVG_WEIGHT``):
+    the site's training cases times ``scale`` of its node (1 where absent). The coordinator
+    sets it, so a site cannot choose its own weight beyond its case count."""
+    for reply in replies:
+        metrics = reply.content.metric_records[keys.METRICS]
+        factor = scale.get(reply.metadata.src_node_id, 1.0)
+        metrics[keys.FEDAVG_WEIGHT] = float(metrics[keys.NUM_EXAMPLES]) * factor
+
+
+class Coordinated:
+    """Mixin in front of a Flower strategy (see the module docstring).
+
+    Parameters
+    ----------
+    cfg : the run's config (``fed.*`` gates, ``seg.align.method``)
+    sites : node id -> what the site answered to the readiness query
+    kwargs : the Flower strategy's own settings (e.g. ``proximal_mu``)
+    """
+
+    def __init__(self, cfg: RunConfig, sites: Mapping[int, SiteInfo], **kwargs: Any) -> None:
+        standing = [policy.SiteStanding(s.name, s.level, s.labelled) for s in sites.values()]
+        trainers, adapters = policy.trainers(cfg, standing), policy.adapters(cfg, standing)
+        self.cfg = cfg
+        self.trainer_nodes = {n for n, s in sites.items() if s.name in trainers}
+        self.adapter_nodes = {n for n, s in sites.items() if s.name in adapters}
+        n = len(self.trainer_nodes | self.adapter_nodes)
+        super().__init__(  # type: ignore[call-arg]
+            fraction_train=1.0,
+            fraction_evaluate=0.0,
+            min_train_nodes=n,
+            min_available_nodes=n,
+            weighted_by_key=keys.FEDAVG_WEIGHT,
+            **kwargs,
+        )
+        self.val_dice: float | None = None
+        self.threshold: float | None = None
+        self.aligned = False  # whether the last configured round aligns
+
+    def observe_validation(self, val: Mapping[str, Mapping[str, float]]) -> None:
+        """The last round's validation metrics (site -> metrics): they decide the next
+        round's align flag and the threshold sent to sites without labels."""
+        self.val_dice = policy.mean_val_dice(val, keys.NUM_EXAMPLES)
+        self.threshold = policy.federation_threshold(val, keys.NUM_EXAMPLES)
+
+    def configure_train(
+        self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
+    ) -> Iterable[Message]:
+        """Flower's messages, kept for the sites that train this round: the trainers, and
+        the sites without labels too when the round aligns."""
+        self.aligned = policy.aligns(self.cfg, server_round, self.val_dice)
+        config[keys.ALIGN] = self.aligned
+        if self.threshold is not None:
+            config[keys.THRESHOLD] = float(self.threshold)
+        nodes = self.trainer_nodes | (self.adapter_nodes if self.aligned else set())
+        messages = super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
+        return [m for m in messages if m.metadata.dst_node_id in nodes]
+
+    def aggregate_train(
+        self, server_round: int, replies: Iterable[Message]
+    ) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        """Flower's aggregation over the replies in site-name order (the same summation
+        order every run), each weighted by the weight the coordinator sets."""
+        ordered = by_site(list(replies))
+        scale = {n: self.cfg.fed.unlabelled_weight for n in self.adapter_nodes}
+        set_fedavg_weights(ordered, scale)
+        return super().aggregate_train(server_round, ordered)  # type: ignore[misc]
+
+    def describe(self, sites: Mapping[int, SiteInfo]) -> dict[str, Any]:
+        """The strategy's record in the checkpoint (it keeps no state between rounds
+        beyond the last validation, which the checkpoint's rounds hold)."""
+        return {
+            "aggregator": self.cfg.fed.aggregator,
+            "align_method": self.cfg.seg.align.method,
+            "trainers": sorted(sites[n].name for n in self.trainer_nodes | self.adapter_nodes),
+        }

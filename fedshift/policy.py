@@ -1,0 +1,78 @@
+"""The run's decisions that do not depend on how sites are reached: who trains, whether a
+round aligns, and the "validation -> threshold -> test" rule. Pure functions, shared by the
+Flower coordinator (:mod:`fedshift.fl.server`) and the baselines outside Flower
+(:mod:`fedshift.baselines`), so both tune and apply thresholds the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from fedshift.runconfig import RunConfig, level_at_least
+
+#: the count a site's validation metrics carry (cases it was scored on)
+COUNT_KEY = "n_cases"
+
+
+@dataclass(frozen=True)
+class SiteStanding:
+    """What the coordinator knows of a site before training: its readiness answer."""
+
+    name: str
+    level: str
+    labelled: bool
+
+
+def _finite(value: float | None) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _scored(m: Mapping[str, float | None], count_key: str) -> bool:
+    return (m.get(count_key) or 0) > 0
+
+
+def federation_threshold(
+    val: Mapping[str, Mapping[str, float | None]], count_key: str = COUNT_KEY
+) -> float | None:
+    """The decision threshold for sites that tuned none: the mean of the thresholds the
+    sites with validation cases tuned (``count_key`` > 0, a finite ``threshold``);
+    ``None`` when no site has one."""
+    values = [
+        m["threshold"]
+        for m in val.values()
+        if _scored(m, count_key) and _finite(m.get("threshold"))
+    ]
+    return float(sum(values) / len(values)) if values else None
+
+
+def mean_val_dice(
+    val: Mapping[str, Mapping[str, float | None]], count_key: str = COUNT_KEY
+) -> float | None:
+    """Mean validation Dice of the sites with validation cases, ``None`` without any."""
+    values = [m["dice"] for m in val.values() if _scored(m, count_key) and _finite(m.get("dice"))]
+    return float(sum(values) / len(values)) if values else None
+
+
+def aligns(cfg: RunConfig, rnd: int, val_dice: float | None) -> bool:
+    """Whether round ``rnd`` adds the alignment term (``seg.align.method``): from
+    ``fed.align_from_round`` on, once the model of the round before reached
+    ``fed.align_min_val_dice`` mean validation Dice on the labelled sites. A model that
+    finds no lesion yet has nothing to align (docs/results/adaptation.md)."""
+    if not cfg.aligns_embeddings or rnd < cfg.fed.align_from_round:
+        return False
+    return val_dice is not None and val_dice >= cfg.fed.align_min_val_dice
+
+
+def trainers(cfg: RunConfig, sites: Iterable[SiteStanding]) -> set[str]:
+    """Sites that train every round: labelled, at readiness ``fed.train_level`` or better."""
+    return {s.name for s in sites if s.labelled and level_at_least(s.level, cfg.fed.train_level)}
+
+
+def adapters(cfg: RunConfig, sites: Iterable[SiteStanding]) -> set[str]:
+    """Sites without labels that train on the alignment term alone in aligned rounds
+    (structured data, level B or better); none when the run does not align."""
+    if not cfg.aligns_embeddings:
+        return set()
+    return {s.name for s in sites if not s.labelled and level_at_least(s.level, "B")}
