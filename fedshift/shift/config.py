@@ -27,12 +27,12 @@ class AlignConfig:
         settings are then unused)
     weight : weight of the JDOT term in a labelled site's loss. With 1.0 and a reference of
         the untrained model the term overwhelmed the supervised loss
-        (runs/bench-adaptation/fedshift-v0: Dice ~0.02)
+        (Dice ~0.02: docs/results/bench-adaptation.md, the JDOT term's history)
     unlabelled_lr_scale : a site without labels trains on the term alone, where AdamW
         ignores its weight: its learning rate is ``train.lr`` times this instead
     alpha : weight of the embedding distance (per feature). Pulling embeddings onto
         samples of a Gaussian moved background voxels into the lesion class: see
-        ``docs/jdot-offline.md`` for the measurements behind 0.1
+        ``docs/results/jdot-offline.md`` for the measurements behind 0.1
     lam : weight of the label cost
     n_voxels : embeddings of the batch coupled per step (sampled in the brain)
     n_reference : reference samples per step
