@@ -27,6 +27,8 @@ COMMANDS: dict[str, str] = {
     "certs": "fedshift.commands.certs",
     "site": "fedshift.commands.site",
     "coordinator": "fedshift.commands.coordinator",
+    "predict": "fedshift.commands.predict",
+    "evaluate": "fedshift.commands.evaluate",
 }
 
 

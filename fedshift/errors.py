@@ -18,6 +18,12 @@ class ConfigError(UsageError):
     """A configuration value is missing, of the wrong type or out of range."""
 
 
+class BundleError(UsageError):
+    """A model package cannot be used: a file is missing or unreadable, a tensor has the
+    wrong shape, or it was written by another major FedShift version. The message names
+    the file."""
+
+
 class DataError(FedShiftError):
     """A data file cannot be used. Carries the readiness finding code and the file."""
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -107,7 +108,10 @@ def zscore(
 
 
 def preprocess_array(
-    image: np.ndarray, zooms: tuple[float, ...], cfg: PreprocessConfig
+    image: np.ndarray,
+    zooms: tuple[float, ...],
+    cfg: PreprocessConfig,
+    timings: dict[str, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Head mask -> N4 inside it -> brain mask -> z-score inside the mask (each switchable).
 
@@ -115,21 +119,40 @@ def preprocess_array(
     ----------
     image : (X, Y, Z) raw intensities.
     zooms : voxel sizes in mm.
+    timings : when given, receives the seconds spent in ``"n4"``, ``"mask"`` (head and
+        brain masks) and ``"zscore"`` (``fedshift predict`` reports them per case).
 
     Returns
     -------
     (image, mask): (X, Y, Z) float32 and (X, Y, Z) bool.
     """
+    clock = _Clock(timings)
     array = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    head = head_mask(array)
+    head = clock("mask", head_mask, array)
     if cfg.n4:
-        array = n4_correct(array, head, zooms, cfg)
-    mask = brain_mask(array, zooms) if cfg.brain_mask else head
+        array = clock("n4", n4_correct, array, head, zooms, cfg)
+    mask = clock("mask", brain_mask, array, zooms) if cfg.brain_mask else head
     if not mask.any():
         mask = np.ones(array.shape, dtype=bool)
     if cfg.zscore:
-        array = zscore(array, mask, cfg.clip, cfg.zero_background)
+        array = clock("zscore", zscore, array, mask, cfg.clip, cfg.zero_background)
     return array.astype(np.float32), mask.astype(bool)
+
+
+class _Clock:
+    """Calls a function and adds its wall time under a step name (nothing when off)."""
+
+    def __init__(self, timings: dict[str, float] | None) -> None:
+        self.timings = timings
+
+    def __call__(self, step: str, fn: Any, *args: Any) -> Any:
+        if self.timings is None:
+            return fn(*args)
+        start = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            self.timings[step] = self.timings.get(step, 0.0) + time.perf_counter() - start
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
