@@ -26,8 +26,9 @@ from fedshift.config import CONFIG_DIR, load_config
 from fedshift.model.preprocess import PreprocessCache
 from fedshift.runconfig import RunConfig
 from fedshift.shift.descriptors import FAMILIES, KernelSummary, median_offsets
-from fedshift.shift.diagnosis import OFFSET, DiagnosisConfig, SiteIndicators, diagnose
-from fedshift.site.stats import appearance_of
+from fedshift.shift.diagnosis import DiagnosisConfig, diagnose
+from fedshift.shift.indicators import OFFSET, SiteIndicators
+from fedshift.site.descriptors import appearance_of
 
 #: the scenario's acquisition settings shown beside each site (truth.json spec keys)
 PLANTED = ("gamma", "bias_field", "noise", "blur_mm", "slice_thickness_mm")

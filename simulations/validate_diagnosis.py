@@ -35,7 +35,8 @@ from pathlib import Path
 from fedshift.config import load_config
 from fedshift.data.synth.config import SiteSpec
 from fedshift.runconfig import RunConfig
-from fedshift.shift.diagnosis import OFFSET, diagnose, measure
+from fedshift.shift.diagnosis import diagnose, measure
+from fedshift.shift.indicators import OFFSET
 from fedshift.site.calibration import measure_calibration
 from fedshift.site.files import ShiftFolder
 

@@ -35,7 +35,7 @@ the rest is low although it is the least shifted (site0 of the ``acquisition`` s
 0.04-0.13). On each single descriptor, though, most sites keep the common setting, so
 the federation's median case is the common scanner's, and the unchanged site sits on
 it. This needs descriptors that each respond to one change
-(:func:`fedshift.shift.descriptors.appearance`).
+(:func:`fedshift.shift.case_descriptors.appearance`).
 
 Population and annotation compare the site's lesion loads and label agreement with the
 other sites', as the global model reads them; a scanner change moves what the model
@@ -90,67 +90,21 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from fedshift.shift.calibration import Calibration
-from fedshift.shift.descriptors import FAMILIES, mean_difference, median_offsets, similarity
-from fedshift.shift.distances import bures_wasserstein, histogram_distance, wasserstein_1d_hist
+from fedshift.shift.indicators import (
+    CALIBRATION,
+    OFFSET,
+    SIMILARITY,
+    SiteIndicators,
+    acquisition_offsets,
+    calibration_indicators,
+    embedding_distance,
+    family_similarities,
+    intensity_distance,
+    lesion_load_distances,
+    population_effect,
+)
 from fedshift.shift.reference import Reference
-from fedshift.shift.stats import SiteStatistics, gaussian_from
-
-#: shift family -> the indicator that decides it
-SIMILARITY: dict[str, str] = {family: f"{family}_similarity" for family in FAMILIES}
-#: acquisition descriptor -> the indicator holding its median offset
-OFFSET: dict[str, str] = {name: f"{name}_offset" for name, _ in FAMILIES["acquisition"]}
-#: calibration measure -> (its indicator, its scale: the annotation descriptor's)
-CALIBRATION: dict[str, tuple[str, float]] = {
-    "volume": ("calibration_volume", dict(FAMILIES["annotation"])["volume_agreement"]),
-    "count": ("calibration_count", dict(FAMILIES["annotation"])["count_agreement"]),
-}
-
-
-@dataclass(frozen=True)
-class SiteIndicators:
-    """Scalars one site reports (``None``: not measured, e.g. no labels).
-
-    Attributes
-    ----------
-    site : str
-    acquisition_similarity, population_similarity, annotation_similarity : how much the
-        site's cases look like the rest of the federation's, per family (1 alike, 0 unlike)
-    noise_offset, contrast_offset, nonuniformity_offset, sharpness_offset : the site's
-        median case minus the federation's median case on that acquisition descriptor,
-        in units of its scale (``FAMILIES["acquisition"]``)
-    population_effect : the site's mean predicted lesion load minus the rest's, in
-        standard deviations (the population descriptor that differs most, with its sign:
-        > 0 more or larger lesions than the rest)
-    intensity_w1 : 1-Wasserstein distance of brain intensities to the reference (z units)
-    embedding_bw : Bures-Wasserstein distance of background (or, unlabelled, all) embeddings
-        to the reference background Gaussian
-    lesion_volume, lesion_count : 1-Wasserstein distances of the lesion-load histograms
-        (log1p scale, see :func:`~fedshift.shift.distances.histogram_distance`)
-    dice : Dice of the global model's prediction against the site's labels
-    volume_bias : (label volume - predicted volume) / predicted volume
-    calibration_volume, calibration_count, calibration_dice : the site's labels of the
-        shared calibration cases against the reference standard (mean log volume and
-        count ratios, Dice; :class:`~fedshift.shift.calibration.Calibration`)
-    """
-
-    site: str
-    acquisition_similarity: float | None = None
-    population_similarity: float | None = None
-    annotation_similarity: float | None = None
-    noise_offset: float | None = None
-    contrast_offset: float | None = None
-    nonuniformity_offset: float | None = None
-    sharpness_offset: float | None = None
-    population_effect: float | None = None
-    intensity_w1: float | None = None
-    embedding_bw: float | None = None
-    lesion_volume: float | None = None
-    lesion_count: float | None = None
-    dice: float | None = None
-    volume_bias: float | None = None
-    calibration_volume: float | None = None
-    calibration_count: float | None = None
-    calibration_dice: float | None = None
+from fedshift.shift.stats import SiteStatistics
 
 
 @dataclass(frozen=True)
@@ -376,7 +330,8 @@ def measure(
 ) -> SiteIndicators:
     """A site's indicators from its own statistics and the broadcast reference.
 
-    Runs at the site; only the returned scalars leave it.
+    Runs at the site; only the returned scalars leave it. Each group of indicators is one
+    step of :mod:`fedshift.shift.indicators`.
 
     Parameters
     ----------
@@ -392,60 +347,15 @@ def measure(
     ridge : float
         Ridge of the site's covariance (see :func:`~fedshift.shift.stats.gaussian_from`).
     """
-    intensity = None
-    if stats.intensity.sum() > 0 and reference.intensity_pmf.sum() > 0:
-        intensity = wasserstein_1d_hist(
-            stats.intensity, reference.intensity_pmf, reference.intensity_edges
-        )
-    bw = None
-    ref_g = reference.gaussians.get("background", reference.gaussians.get("all"))
-    own = stats.embeddings["background"]
-    if own.n < 2:
-        own = stats.embeddings["all"]
-    if ref_g is not None and own.n >= 2:
-        mean, cov = gaussian_from(own, ridge=ridge)
-        bw = bures_wasserstein(mean, cov, ref_g.mean, ref_g.cov)
-    load: dict[str, float | None] = {"lesion_volume": None, "lesion_count": None}
-    if stats.labelled_cases > 0 and reference.labelled_cases > 0:
-        load["lesion_volume"] = histogram_distance(
-            stats.lesion_volume, reference.lesion_volume_pmf, reference.volume_edges
-        )
-        load["lesion_count"] = histogram_distance(
-            stats.lesion_count, reference.lesion_count_pmf, reference.count_edges
-        )
-    similarities = {
-        SIMILARITY[f]: similarity(stats.descriptors[f], reference.descriptors[f])
-        for f in FAMILIES
-        if f in reference.descriptors and f in stats.descriptors
-    }
-    offsets: dict[str, float] = {}
-    if "acquisition" in reference.descriptors and "acquisition" in stats.descriptors:
-        found = median_offsets(
-            stats.descriptors["acquisition"], reference.descriptors["acquisition"]
-        )
-        offsets = {OFFSET[n]: v for n, v in (found or {}).items() if np.isfinite(v)}
-    calibrated = {}
-    if calibration is not None:
-        calibrated = {
-            "calibration_volume": calibration.volume,
-            "calibration_count": calibration.count,
-            "calibration_dice": calibration.dice,
-        }
-    effect = None
-    if "population" in reference.descriptors and "population" in stats.descriptors:
-        own, federation = stats.descriptors["population"], reference.descriptors["population"]
-        diffs = mean_difference(own, federation)
-        if diffs:
-            effect = max(diffs.values(), key=abs)
     return SiteIndicators(
         site=site,
-        **similarities,
-        **offsets,
-        population_effect=effect,
-        intensity_w1=intensity,
-        embedding_bw=bw,
+        **family_similarities(stats, reference),
+        **acquisition_offsets(stats, reference),
+        population_effect=population_effect(stats, reference),
+        intensity_w1=intensity_distance(stats, reference),
+        embedding_bw=embedding_distance(stats, reference, ridge),
         dice=dice,
         volume_bias=volume_bias,
-        **load,
-        **calibrated,
+        **lesion_load_distances(stats, reference),
+        **calibration_indicators(calibration),
     )

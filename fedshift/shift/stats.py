@@ -25,7 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fedshift.shift.descriptors import FAMILIES, KernelSummary, lesion_load, summary_size
+from fedshift.shift.case_descriptors import lesion_load
+from fedshift.shift.descriptors import FAMILIES, KernelSummary, summary_size
 
 CLASSES: tuple[str, ...] = ("background", "lesion", "all")
 """Embedding classes in vector order; ``"all"`` is the unconditional class of unlabelled sites."""

@@ -15,7 +15,7 @@ from fedshift.data.nifti import read_volume
 from fedshift.errors import DataError
 from fedshift.model.metrics import dice
 from fedshift.shift.calibration import Calibration
-from fedshift.shift.descriptors import annotation
+from fedshift.shift.case_descriptors import annotation
 
 
 def measure_calibration(site_dir: str | Path) -> Calibration | None:

@@ -23,8 +23,6 @@ vector comes.
 
 from __future__ import annotations
 
-import json
-import os
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -34,18 +32,19 @@ import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
 
-from fedshift.data.masks import head_mask
 from fedshift.data.nifti import read_volume
-from fedshift.model.config import PreprocessConfig, SegConfig
+from fedshift.errors import DataError
+from fedshift.model.config import SegConfig
 from fedshift.model.data import derive_seed
 from fedshift.model.metrics import dice
 from fedshift.model.network import SegNet
-from fedshift.model.preprocess import PreprocessCache, n4_correct
+from fedshift.model.preprocess import PreprocessCache, Preprocessed
 from fedshift.secagg.config import SecAggConfig
-from fedshift.shift import descriptors as desc
+from fedshift.shift.descriptors import FAMILIES
 from fedshift.shift.diagnosis import signed_volume_bias
 from fedshift.shift.intensity import apply as apply_intensity_map
 from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics, sample_voxels
+from fedshift.site.descriptors import case_descriptors
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,7 +61,7 @@ class LocalStatistics:
     volume_bias : float or None
         ``(label volume - predicted volume) / predicted volume`` over labelled cases (NaN
         when nothing is predicted); ``None`` without labelled cases.
-    rows : family -> one dict of descriptors per case (:mod:`fedshift.shift.descriptors`),
+    rows : family -> one dict of descriptors per case (:mod:`fedshift.shift.case_descriptors`),
         for the site's own report; never sent.
     samples : (N, F) a few sampled embeddings per class per case, for the site's own
         report (2-D projection); never sent.
@@ -122,74 +121,156 @@ def _label(item: dict[str, Any], shape: tuple[int, ...]) -> np.ndarray | None:
         return None
     label = read_volume(item["label"]).as_float32() > 0.5
     if label.shape != shape:
-        raise ValueError(
-            f"case {item.get('case')!r}: label shape {label.shape} differs from image {shape}"
+        raise DataError(
+            "shape_mismatch",
+            f"case {item.get('case')!r}: label shape {label.shape} differs from image {shape}; "
+            "run `fedshift readiness` on the site folder",
+            str(item["label"]),
         )
     return label
 
 
-def appearance_of(
-    item: dict[str, Any],
-    image_brain: np.ndarray,
-    zooms: tuple[float, ...],
-    preprocess: PreprocessConfig,
-) -> dict[str, float]:
-    """Acquisition descriptors of one case's raw image (``item["image"]``, read again:
-    acquisition is measured before any correction) within the preprocessing brain mask.
-    The contrast is read after N4 with ``preprocess``'s N4 settings, whether or not the
-    preprocessing itself applies N4 (``preprocess.n4``)."""
-    raw = read_volume(item["image"]).as_float32()
-    if raw.shape != image_brain.shape:
-        raise ValueError(
-            f"case {item.get('case')!r}: image shape {raw.shape} differs from its "
-            f"preprocessed mask {image_brain.shape}"
-        )
-    head = head_mask(raw)
-    corrected = n4_correct(raw, head, zooms, preprocess)
-    return desc.appearance(raw, corrected, image_brain, head, zooms)
+@dataclass(frozen=True, eq=False)
+class CaseContribution:
+    """What one case adds to its site's :class:`LocalStatistics`. Stays at the site.
 
-
-def cached_appearance(
-    item: dict[str, Any],
-    image_brain: np.ndarray,
-    zooms: tuple[float, ...],
-    cache: PreprocessCache,
-) -> dict[str, float]:
-    """:func:`appearance_of`, kept beside the preprocessing cache (an image does not
-    change between statistics rounds; its key covers its content and the preprocessing
-    settings that made the brain mask)."""
-    name = f"{cache.key(item['image'])}-v{desc.APPEARANCE_VERSION}.json"
-    path = cache.cache_dir / "descriptors" / name
-    if path.is_file():
-        return {k: float(v) for k, v in json.loads(path.read_text()).items()}
-    values = appearance_of(item, image_brain, zooms, cache.cfg)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(values))
-    tmp.replace(path)
-    return values
-
-
-def case_descriptors(
-    item: dict[str, Any],
-    image_brain: np.ndarray,
-    predicted: np.ndarray,
-    label: np.ndarray | None,
-    zooms: tuple[float, ...],
-    cache: PreprocessCache,
-) -> dict[str, dict[str, float]]:
-    """Shift descriptors of one case, per family (annotation only with a label).
-
-    ``image_brain`` is the preprocessing brain mask; acquisition descriptors come from
-    the raw image (:func:`cached_appearance`: computed once per image and settings).
+    Attributes
+    ----------
+    stats : SiteStatistics
+        This case's statistics alone (:func:`~fedshift.shift.stats.case_statistics`).
+    descriptors : family -> this case's descriptors
+        (:func:`~fedshift.site.descriptors.case_descriptors`)
+    samples : (n, F) sampled embeddings kept for the site's own report
+    sample_labels : (n,) int, 1 lesion, 0 background, -1 unlabelled case
+    dice : Dice of the prediction against the label; ``None`` without a label
+    label_ml, pred_ml : lesion volume (mL) of the label and of the prediction (0 without
+        a label)
     """
-    out = {
-        "acquisition": cached_appearance(item, image_brain, zooms, cache),
-        "population": desc.population(predicted, zooms),
-    }
-    if label is not None:
-        out["annotation"] = desc.annotation(label, predicted, zooms)
-    return out
+
+    stats: SiteStatistics
+    descriptors: dict[str, dict[str, float]]
+    samples: np.ndarray
+    sample_labels: np.ndarray
+    dice: float | None
+    label_ml: float
+    pred_ml: float
+
+
+def model_input(pre: Preprocessed, cache: PreprocessCache) -> np.ndarray:
+    """The image the model sees, shape (X, Y, Z): the preprocessed (z-scored) image
+    ``pre.image``, mapped in memory through ``cache.intensity_map`` when the cache has
+    one (what training sees), not loaded again."""
+    if cache.intensity_map is None:
+        return pre.image
+    return apply_intensity_map(cache.intensity_map, pre.image, pre.mask).astype(np.float32)
+
+
+def case_rng(seed: int, case: object) -> np.random.Generator:
+    """The sampling stream of one case: ``derive_seed(seed, crc32(str(case)))``, so a
+    case draws the same voxels whatever the order of the site's items."""
+    return np.random.default_rng(derive_seed(seed, zlib.crc32(str(case).encode())))
+
+
+def report_samples(
+    samples: tuple[np.ndarray, np.ndarray | None],
+) -> tuple[np.ndarray, np.ndarray]:
+    """The sampled embeddings kept for the site's own report.
+
+    Parameters
+    ----------
+    samples : (embeddings (N, F), labels (N,) or None) as :func:`sample_voxels` draws them
+
+    Returns
+    -------
+    embeddings : (n, F) the first :data:`REPORT_SAMPLES` of each class (of an unlabelled
+        case, twice as many)
+    labels : (n,) int, 1 lesion, 0 background, -1 unlabelled case
+    """
+    embeddings, labels = samples
+    keep = _report_subset(labels, len(embeddings), REPORT_SAMPLES)
+    return embeddings[keep], np.full(keep.size, -1) if labels is None else labels[keep]
+
+
+def label_agreement(
+    pred: np.ndarray, label: np.ndarray, zooms: tuple[float, ...]
+) -> tuple[float, float, float]:
+    """How the global model's prediction agrees with one case's label.
+
+    Parameters
+    ----------
+    pred, label : (X, Y, Z) bool, the predicted and the labelled lesion voxels
+    zooms : voxel sizes (mm)
+
+    Returns
+    -------
+    dice : voxel Dice
+    label_ml, pred_ml : lesion volume (mL) of the label and of the prediction
+    """
+    voxel_ml = float(np.prod(zooms[:3])) / 1000.0
+    return dice(pred, label), float(label.sum()) * voxel_ml, float(pred.sum()) * voxel_ml
+
+
+def case_contribution(
+    model: SegNet,
+    item: dict[str, Any],
+    cache: PreprocessCache,
+    cfg: SegConfig,
+    device: torch.device,
+    *,
+    layout: StatsLayout,
+    samples_per_class: int,
+    seed: int,
+    threshold: float,
+) -> CaseContribution:
+    """One case's statistics, descriptors, report samples and label agreement.
+
+    Parameters are those of :func:`site_statistics`; ``threshold`` is the decision
+    threshold itself (not None). Stays at the site.
+    """
+    pre = cache.get(item["image"], aligned=False)
+    label = _label(item, pre.image.shape)
+    feats, prob = case_features(model, model_input(pre, cache), cfg, device)
+    samples = sample_voxels(feats, label, pre.mask, samples_per_class, case_rng(seed, item["case"]))
+    kept, kept_labels = report_samples(samples)
+    pred = (prob >= threshold) & pre.mask
+    described = case_descriptors(item, pre.mask, pred, label, pre.zooms, cache)
+    stats = case_statistics(layout, pre.image, pre.mask, label, pre.zooms, samples, described)
+    if label is None:
+        return CaseContribution(stats, described, kept, kept_labels, None, 0.0, 0.0)
+    return CaseContribution(
+        stats, described, kept, kept_labels, *label_agreement(pred, label, pre.zooms)
+    )
+
+
+def combine_cases(parts: Sequence[CaseContribution], layout: StatsLayout) -> LocalStatistics:
+    """A site's :class:`LocalStatistics` from its cases' contributions, in order.
+
+    The statistics are summed (from zeros, case by case), the descriptor rows and report
+    samples gathered; Dice is the mean over labelled cases and the volume bias is that of
+    the summed volumes (:func:`~fedshift.shift.diagnosis.signed_volume_bias`), both
+    ``None`` without a labelled case. Stays at the site.
+    """
+    total = SiteStatistics.zeros(layout)
+    rows: dict[str, list[dict[str, float]]] = {family: [] for family in FAMILIES}
+    dices, label_ml, pred_ml = [], 0.0, 0.0
+    for part in parts:
+        total = total + part.stats
+        for family, values in part.descriptors.items():
+            rows[family].append(values)
+        if part.dice is not None:
+            dices.append(part.dice)
+            label_ml += part.label_ml
+            pred_ml += part.pred_ml
+    sampled = (
+        np.concatenate([p.samples for p in parts]) if parts else np.zeros((0, layout.feat_dim))
+    )
+    sampled_labels = (
+        np.concatenate([p.sample_labels for p in parts]) if parts else np.zeros(0, np.int64)
+    )
+    if not dices:
+        return LocalStatistics(total, None, None, rows, sampled, sampled_labels)
+    bias = signed_volume_bias(label_ml, pred_ml)
+    return LocalStatistics(total, float(np.mean(dices)), bias, rows, sampled, sampled_labels)
 
 
 def site_statistics(
@@ -222,7 +303,8 @@ def site_statistics(
         decision threshold; ``cfg.eval.threshold`` when None (before any round tuned one)
 
     The intensity histogram is of the standard preprocessing; the model sees what training
-    sees (intensity-mapped when ``cache`` has a map).
+    sees (intensity-mapped when ``cache`` has a map). Each case is one
+    :func:`case_contribution`, in case order; :func:`combine_cases` adds them up.
 
     Returns
     -------
@@ -232,42 +314,21 @@ def site_statistics(
         raise ValueError(f"samples_per_class must be >= 1, got {samples_per_class}")
     layout = layout or StatsLayout(cfg.model.feat_dim)
     cut = cfg.eval.threshold if threshold is None else float(threshold)
-    total = SiteStatistics.zeros(layout)
-    dices, label_ml, pred_ml = [], 0.0, 0.0
-    rows: dict[str, list[dict[str, float]]] = {family: [] for family in desc.FAMILIES}
-    kept: list[np.ndarray] = []
-    kept_labels: list[np.ndarray] = []
-    for item in sorted(items, key=lambda i: str(i["case"])):
-        pre = cache.get(item["image"], aligned=False)
-        seen = pre.image  # what the model sees: mapped in memory, not loaded again
-        if cache.intensity_map is not None:
-            seen = apply_intensity_map(cache.intensity_map, pre.image, pre.mask).astype(np.float32)
-        label = _label(item, pre.image.shape)
-        feats, prob = case_features(model, seen, cfg, device)
-        rng = np.random.default_rng(derive_seed(seed, zlib.crc32(str(item["case"]).encode())))
-        samples = sample_voxels(feats, label, pre.mask, samples_per_class, rng)
-        keep = _report_subset(samples[1], len(samples[0]), REPORT_SAMPLES)
-        kept.append(samples[0][keep])
-        kept_labels.append(np.full(keep.size, -1) if samples[1] is None else samples[1][keep])
-        pred = (prob >= cut) & pre.mask
-        described = case_descriptors(item, pre.mask, pred, label, pre.zooms, cache)
-        for family, values in described.items():
-            rows[family].append(values)
-        total = total + case_statistics(
-            layout, pre.image, pre.mask, label, pre.zooms, samples, described
+    parts = [
+        case_contribution(
+            model,
+            item,
+            cache,
+            cfg,
+            device,
+            layout=layout,
+            samples_per_class=samples_per_class,
+            seed=seed,
+            threshold=cut,
         )
-        if label is not None:
-            dices.append(dice(pred, label))
-            voxel_ml = float(np.prod(pre.zooms[:3])) / 1000.0
-            label_ml += float(label.sum()) * voxel_ml
-            pred_ml += float(pred.sum()) * voxel_ml
-    feat_dim = layout.feat_dim
-    sampled = np.concatenate(kept) if kept else np.zeros((0, feat_dim))
-    sampled_labels = np.concatenate(kept_labels) if kept_labels else np.zeros(0, np.int64)
-    if not dices:
-        return LocalStatistics(total, None, None, rows, sampled, sampled_labels)
-    bias = signed_volume_bias(label_ml, pred_ml)
-    return LocalStatistics(total, float(np.mean(dices)), bias, rows, sampled, sampled_labels)
+        for item in sorted(items, key=lambda i: str(i["case"]))
+    ]
+    return combine_cases(parts, layout)
 
 
 #: sampled embeddings per class per case kept for the site's own report

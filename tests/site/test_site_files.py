@@ -88,7 +88,7 @@ def test_a_reference_in_another_layout_is_refused_with_its_path(federation, tmp_
 def test_appearance_descriptors_are_kept_and_reused(federation) -> None:
     """Measured once per image beside the preprocessing cache: a second statistics round
     reads them back (same values) instead of measuring again."""
-    from fedshift.site import stats as site_stats
+    from fedshift.site import descriptors as site_descriptors
 
     _, workers, local, _, _ = federation
     w = workers["a"]
@@ -97,12 +97,12 @@ def test_appearance_descriptors_are_kept_and_reused(federation) -> None:
     first = [json.loads(p.read_text()) for p in kept]
     assert first[0].keys() == {"noise", "contrast", "nonuniformity", "sharpness"}
     calls = []
-    original = site_stats.appearance_of
-    site_stats.appearance_of = lambda *a, **k: calls.append(1) or original(*a, **k)
+    original = site_descriptors.appearance_of
+    site_descriptors.appearance_of = lambda *a, **k: calls.append(1) or original(*a, **k)
     try:
         again = w.statistics(get_weights(build_network(CFG.model, seed=0)), 0, 16, "r2")
     finally:
-        site_stats.appearance_of = original
+        site_descriptors.appearance_of = original
     assert calls == []
     assert again.rows["acquisition"] == local["a"].rows["acquisition"]
 

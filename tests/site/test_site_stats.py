@@ -17,7 +17,16 @@ from fedshift.model.network import build_network
 from fedshift.model.preprocess import PreprocessCache
 from fedshift.secagg.secure import SecAggConfig, secure_sum
 from fedshift.shift.stats import SiteStatistics, StatsLayout
-from fedshift.site.stats import case_features, clip_headroom, site_statistics
+from fedshift.site.stats import (
+    REPORT_SAMPLES,
+    case_features,
+    case_rng,
+    clip_headroom,
+    combine_cases,
+    label_agreement,
+    report_samples,
+    site_statistics,
+)
 
 SAMPLES = 20
 CFG = SegConfig(
@@ -123,3 +132,42 @@ def test_secure_sum_is_sum_of_site_vectors_without_clipping(local: dict) -> None
     np.testing.assert_allclose(result.total, np.sum(vectors, axis=0), rtol=1e-6, atol=1e-6)
     total = sum((v.stats for v in local.values()), start=SiteStatistics.zeros(StatsLayout(4)))
     np.testing.assert_allclose(total.to_vector(), np.sum(vectors, axis=0), rtol=1e-12)
+
+
+def test_a_site_without_cases_has_empty_statistics() -> None:
+    empty = combine_cases([], StatsLayout(4))
+    assert empty.stats.cases == 0 and empty.dice is None and empty.volume_bias is None
+    assert empty.samples.shape == (0, 4) and empty.sample_labels.shape == (0,)
+    assert all(rows == [] for rows in empty.rows.values())
+
+
+def test_report_samples_of_a_site_are_few_and_labelled(local: dict) -> None:
+    a = local["a"]
+    assert a.samples.shape[0] == a.sample_labels.shape[0] <= 2 * 2 * REPORT_SAMPLES
+    assert set(np.unique(a.sample_labels)) <= {0, 1}
+    assert set(np.unique(local["t"].sample_labels)) == {-1}
+
+
+def test_report_samples_label_an_unlabelled_case_minus_one(rng) -> None:
+    x = rng.normal(size=(100, 3))
+    kept, labels = report_samples((x, None))
+    assert kept.shape == (2 * REPORT_SAMPLES, 3) and np.all(labels == -1)
+    y = np.r_[np.zeros(80, int), np.ones(20, int)]
+    kept, labels = report_samples((x, y))
+    assert (labels == 0).sum() == REPORT_SAMPLES and (labels == 1).sum() == 20
+
+
+def test_label_agreement_in_millilitres() -> None:
+    label = np.zeros((10, 10, 10), bool)
+    label[2:4, 2:4, 2:4] = True
+    pred = label.copy()
+    pred[5, 5, 5] = True
+    score, label_ml, pred_ml = label_agreement(pred, label, (2.0, 2.0, 2.0))
+    assert (label_ml, pred_ml) == (pytest.approx(0.064), pytest.approx(0.072))
+    assert score == pytest.approx(2 * 8 / 17)
+
+
+def test_a_case_samples_the_same_whatever_its_position() -> None:
+    first = case_rng(7, "case_001").integers(1 << 30, size=4)
+    assert np.array_equal(first, case_rng(7, "case_001").integers(1 << 30, size=4))
+    assert not np.array_equal(first, case_rng(7, "case_002").integers(1 << 30, size=4))

@@ -1,0 +1,256 @@
+"""What a site reports for the shift diagnosis, and each step that measures it.
+
+A site's indicators are scalars (:class:`SiteIndicators`), measured at the site from its
+own statistics (:class:`~fedshift.shift.stats.SiteStatistics`, which never leave it) and
+the reference the coordinator broadcast (:class:`~fedshift.shift.reference.Reference`).
+Each function below computes one group of them; :func:`fedshift.shift.diagnosis.measure`
+puts them together, and :func:`fedshift.shift.diagnosis.diagnose` reads them at the
+coordinator. Only the returned scalars leave the hospital.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fedshift.shift.calibration import Calibration
+from fedshift.shift.descriptors import FAMILIES, mean_difference, median_offsets, similarity
+from fedshift.shift.distances import bures_wasserstein, histogram_distance, wasserstein_1d_hist
+from fedshift.shift.reference import Reference
+from fedshift.shift.stats import SiteStatistics, gaussian_from
+
+#: shift family -> the indicator that decides it
+SIMILARITY: dict[str, str] = {family: f"{family}_similarity" for family in FAMILIES}
+#: acquisition descriptor -> the indicator holding its median offset
+OFFSET: dict[str, str] = {name: f"{name}_offset" for name, _ in FAMILIES["acquisition"]}
+#: calibration measure -> (its indicator, its scale: the annotation descriptor's)
+CALIBRATION: dict[str, tuple[str, float]] = {
+    "volume": ("calibration_volume", dict(FAMILIES["annotation"])["volume_agreement"]),
+    "count": ("calibration_count", dict(FAMILIES["annotation"])["count_agreement"]),
+}
+
+
+@dataclass(frozen=True)
+class SiteIndicators:
+    """Scalars one site reports (``None``: not measured, e.g. no labels).
+
+    Attributes
+    ----------
+    site : str
+    acquisition_similarity, population_similarity, annotation_similarity : how much the
+        site's cases look like the rest of the federation's, per family (1 alike, 0 unlike)
+    noise_offset, contrast_offset, nonuniformity_offset, sharpness_offset : the site's
+        median case minus the federation's median case on that acquisition descriptor,
+        in units of its scale (``FAMILIES["acquisition"]``)
+    population_effect : the site's mean predicted lesion load minus the rest's, in
+        standard deviations (the population descriptor that differs most, with its sign:
+        > 0 more or larger lesions than the rest)
+    intensity_w1 : 1-Wasserstein distance of brain intensities to the reference (z units)
+    embedding_bw : Bures-Wasserstein distance of background (or, unlabelled, all) embeddings
+        to the reference background Gaussian
+    lesion_volume, lesion_count : 1-Wasserstein distances of the lesion-load histograms
+        (log1p scale, see :func:`~fedshift.shift.distances.histogram_distance`)
+    dice : Dice of the global model's prediction against the site's labels
+    volume_bias : (label volume - predicted volume) / predicted volume
+    calibration_volume, calibration_count, calibration_dice : the site's labels of the
+        shared calibration cases against the reference standard (mean log volume and
+        count ratios, Dice; :class:`~fedshift.shift.calibration.Calibration`)
+    """
+
+    site: str
+    acquisition_similarity: float | None = None
+    population_similarity: float | None = None
+    annotation_similarity: float | None = None
+    noise_offset: float | None = None
+    contrast_offset: float | None = None
+    nonuniformity_offset: float | None = None
+    sharpness_offset: float | None = None
+    population_effect: float | None = None
+    intensity_w1: float | None = None
+    embedding_bw: float | None = None
+    lesion_volume: float | None = None
+    lesion_count: float | None = None
+    dice: float | None = None
+    volume_bias: float | None = None
+    calibration_volume: float | None = None
+    calibration_count: float | None = None
+    calibration_dice: float | None = None
+
+
+def intensity_distance(stats: SiteStatistics, reference: Reference) -> float | None:
+    """1-Wasserstein distance of the site's brain-intensity histogram to the reference's.
+
+    Parameters
+    ----------
+    stats : SiteStatistics
+        The site's own statistics (stay at the site).
+    reference : Reference
+
+    Returns
+    -------
+    float or None
+        The distance in z units (``intensity_w1``), ``None`` when either histogram is
+        empty. A scalar the site reports.
+    """
+    if stats.intensity.sum() > 0 and reference.intensity_pmf.sum() > 0:
+        return wasserstein_1d_hist(
+            stats.intensity, reference.intensity_pmf, reference.intensity_edges
+        )
+    return None
+
+
+def embedding_distance(
+    stats: SiteStatistics, reference: Reference, ridge: float = 1e-6
+) -> float | None:
+    """Bures-Wasserstein distance of the site's embedding Gaussian to the reference's.
+
+    The site's background embeddings (all embeddings when it has fewer than 2 background
+    ones, e.g. an unlabelled site) against the reference's background Gaussian (``all``
+    when the reference has no background one).
+
+    Parameters
+    ----------
+    stats : SiteStatistics
+        The site's own statistics (stay at the site).
+    reference : Reference
+    ridge : float
+        Ridge of the site's covariance (see :func:`~fedshift.shift.stats.gaussian_from`).
+
+    Returns
+    -------
+    float or None
+        The distance in embedding units (``embedding_bw``), ``None`` without a reference
+        Gaussian or with fewer than 2 site embeddings. A scalar the site reports.
+    """
+    target = reference.gaussians.get("background", reference.gaussians.get("all"))
+    own = stats.embeddings["background"]
+    if own.n < 2:
+        own = stats.embeddings["all"]
+    if target is None or own.n < 2:
+        return None
+    mean, cov = gaussian_from(own, ridge=ridge)
+    return bures_wasserstein(mean, cov, target.mean, target.cov)
+
+
+def lesion_load_distances(stats: SiteStatistics, reference: Reference) -> dict[str, float | None]:
+    """1-Wasserstein distances of the site's lesion-load histograms to the reference's.
+
+    Parameters
+    ----------
+    stats : SiteStatistics
+        The site's own statistics (stay at the site).
+    reference : Reference
+
+    Returns
+    -------
+    dict
+        ``lesion_volume`` and ``lesion_count`` (log1p scale, see
+        :func:`~fedshift.shift.distances.histogram_distance`); both ``None`` unless the
+        site and the reference have labelled cases. Scalars the site reports.
+    """
+    if stats.labelled_cases > 0 and reference.labelled_cases > 0:
+        return {
+            "lesion_volume": histogram_distance(
+                stats.lesion_volume, reference.lesion_volume_pmf, reference.volume_edges
+            ),
+            "lesion_count": histogram_distance(
+                stats.lesion_count, reference.lesion_count_pmf, reference.count_edges
+            ),
+        }
+    return {"lesion_volume": None, "lesion_count": None}
+
+
+def family_similarities(stats: SiteStatistics, reference: Reference) -> dict[str, float | None]:
+    """How much the site's cases look like the rest of the federation's, per family.
+
+    Parameters
+    ----------
+    stats : SiteStatistics
+        The site's own statistics (stay at the site).
+    reference : Reference
+
+    Returns
+    -------
+    dict
+        Indicator name (:data:`SIMILARITY`) -> the kernel similarity in [0, ~1]
+        (:func:`~fedshift.shift.descriptors.similarity`; ``None`` with too few cases), for
+        each family both sides summarised, in the order of ``FAMILIES``. Scalars the site
+        reports.
+    """
+    return {
+        SIMILARITY[f]: similarity(stats.descriptors[f], reference.descriptors[f])
+        for f in FAMILIES
+        if f in reference.descriptors and f in stats.descriptors
+    }
+
+
+def acquisition_offsets(stats: SiteStatistics, reference: Reference) -> dict[str, float]:
+    """The site's median case minus the federation's, per acquisition descriptor.
+
+    Parameters
+    ----------
+    stats : SiteStatistics
+        The site's own statistics (stay at the site).
+    reference : Reference
+
+    Returns
+    -------
+    dict
+        Indicator name (:data:`OFFSET`) -> the offset in units of the descriptor's scale
+        (:func:`~fedshift.shift.descriptors.median_offsets`); finite offsets only, empty
+        when either side has no acquisition summary or too few cases. Scalars the site
+        reports.
+    """
+    if "acquisition" not in reference.descriptors or "acquisition" not in stats.descriptors:
+        return {}
+    found = median_offsets(stats.descriptors["acquisition"], reference.descriptors["acquisition"])
+    return {OFFSET[n]: v for n, v in (found or {}).items() if np.isfinite(v)}
+
+
+def calibration_indicators(calibration: Calibration | None) -> dict[str, float]:
+    """The site's calibration-case measures under their indicator names.
+
+    Parameters
+    ----------
+    calibration : Calibration, optional
+        The site's labels of the shared calibration cases against the reference standard.
+
+    Returns
+    -------
+    dict
+        ``calibration_volume``, ``calibration_count`` (mean log ratios) and
+        ``calibration_dice``; empty without calibration cases. Scalars the site reports.
+    """
+    if calibration is None:
+        return {}
+    return {
+        "calibration_volume": calibration.volume,
+        "calibration_count": calibration.count,
+        "calibration_dice": calibration.dice,
+    }
+
+
+def population_effect(stats: SiteStatistics, reference: Reference) -> float | None:
+    """The site's predicted lesion load against the rest's, as an effect size.
+
+    Parameters
+    ----------
+    stats : SiteStatistics
+        The site's own statistics (stay at the site).
+    reference : Reference
+
+    Returns
+    -------
+    float or None
+        Of the population descriptors' Cohen's d against the rest of the federation
+        (:func:`~fedshift.shift.descriptors.mean_difference`), the one largest in absolute
+        value, with its sign (> 0: more or larger lesions); ``None`` when either side has
+        no population summary or too few cases. A scalar the site reports.
+    """
+    if "population" not in reference.descriptors or "population" not in stats.descriptors:
+        return None
+    diffs = mean_difference(stats.descriptors["population"], reference.descriptors["population"])
+    if not diffs:
+        return None
+    return max(diffs.values(), key=abs)
