@@ -21,7 +21,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
 
+# everyday lane: the suite without the slow end-to-end tests (CI runs `make test`, all of it)
+test-fast: $(STAMP)
+	$(VENV)/bin/pytest -q -m "not slow"
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
 
-.PHONY: install demo test lint
+.PHONY: install demo test test-fast lint
