@@ -33,6 +33,15 @@ class DataError(FedShiftError):
         self.file = file
 
 
+class SiteError(UsageError):
+    """A site cannot do what it was asked: it has no usable training case, or a step that
+    needs the federation's reference (alignment, a Bures map) ran before one arrived.
+
+    The message names the site and what to do; it never holds a file name or a value of
+    the site's data. A usage error: the command line prints it on one line.
+    """
+
+
 class SecureAggregationError(FedShiftError):
     """Secure aggregation refused to go on: too few sites or shares, a tampered or
     misaddressed ciphertext, a message out of order or inconsistent with the round.

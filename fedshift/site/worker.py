@@ -12,8 +12,6 @@ values or file names.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 import zlib
@@ -23,9 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from fedshift.data.layout import SiteLayout, discover_site, site_items
-from fedshift.data.nifti import read_volume
-from fedshift.errors import DataError
+from fedshift.data.layout import discover_site, site_items
+from fedshift.errors import DataError, SiteError, UsageError
 from fedshift.model import evaluate as ev
 from fedshift.model.aligned import AlignedTrainer
 from fedshift.model.config import SegConfig
@@ -34,9 +31,7 @@ from fedshift.model.device import choose_device
 from fedshift.model.network import build_network, fold_affine_into_head, set_weights
 from fedshift.model.preprocess import PreprocessCache
 from fedshift.model.trainer import SiteTrainer
-from fedshift.readiness.runner import run_readiness, usable_cases
-from fedshift.render.mosaic import label_center, render_mosaic
-from fedshift.render.png import write_png
+from fedshift.readiness.runner import usable_cases
 from fedshift.runconfig import RunConfig
 from fedshift.shift.calibration import Calibration
 from fedshift.shift.diagnosis import measure
@@ -47,20 +42,14 @@ from fedshift.shift.reference import Reference
 from fedshift.shift.stats import gaussian_from
 from fedshift.site.calibration import measure_calibration
 from fedshift.site.files import ShiftFolder
+from fedshift.site.overlay import write_overlay
+from fedshift.site.readiness import Readiness, cached_readiness
 from fedshift.site.stats import LocalStatistics, site_statistics
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class Readiness:
-    """The part of a readiness report that may leave the site."""
-
-    site: str
-    level: str
-    n_cases: int
-    n_usable: int
-    labelled: bool
+#: the splits :meth:`SiteWorker.evaluate` measures
+SPLITS = ("val", "test")
 
 
 @dataclass(frozen=True)
@@ -68,15 +57,6 @@ class TrainOutcome:
     weights: list[np.ndarray]
     num_examples: int  # training cases, the FedAvg weight
     metrics: dict[str, float]
-
-
-def _fingerprint(layout: SiteLayout) -> str:
-    """Changes when any file of the site changes (path, size, mtime)."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in layout.root.rglob("*") if p.is_file()):
-        st = path.stat()
-        h.update(f"{path.relative_to(layout.root)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()
 
 
 class SiteWorker:
@@ -122,19 +102,7 @@ class SiteWorker:
 
     def readiness_report(self) -> dict[str, Any]:
         """Run readiness once per data content; reuse the report while no file changed."""
-        out = self.work_dir / "readiness"
-        stamp = out / "fingerprint.txt"
-        fingerprint = _fingerprint(self.layout)
-        if (
-            stamp.is_file()
-            and stamp.read_text() == fingerprint
-            and (out / "readiness.json").is_file()
-        ):
-            return json.loads((out / "readiness.json").read_text())
-        log.info("site %s: running readiness on %s", self.name, self.layout.root)
-        report = run_readiness(self.layout.root, out)
-        stamp.write_text(fingerprint)
-        return report
+        return cached_readiness(self.layout, self.work_dir / "readiness")
 
     def readiness(self) -> Readiness:
         report = self.readiness_report()
@@ -209,9 +177,14 @@ class SiteWorker:
     ) -> TrainOutcome:
         """One round of local training from the global ``weights`` (``threshold``,
         ``align``: see :meth:`trainer`)."""
-        trainer = self.trainer(threshold, align)
+        try:
+            trainer = self.trainer(threshold, align)
+        except SiteError:
+            raise
+        except UsageError as err:  # e.g. no labelled training case (fedshift.model.data)
+            raise self._cannot_train(str(err)) from err
         if trainer.num_train_cases == 0:
-            raise RuntimeError(f"site {self.name} has no usable training case")
+            raise self._cannot_train("no usable training case")
         result = trainer.train(
             global_weights=weights, proximal_mu=proximal_mu, round_index=server_round
         )
@@ -255,7 +228,8 @@ class SiteWorker:
             return {"n_cases": 0.0, "threshold": result.threshold, "eval_seconds": seconds}
         if split == "test":
             item, prob = first
-            self._write_overlay(item, prob.numpy() >= result.threshold)
+            pred = prob.numpy() >= result.threshold
+            write_overlay(item, pred, self.work_dir / "overlays" / "test.png")
         return {
             **{k: float(v) for k, v in result.mean.items()},
             "threshold": float(result.threshold),
@@ -272,6 +246,8 @@ class SiteWorker:
         """What :meth:`evaluate` measures, per case (these stay at the site), and the raw
         item and lesion probability of the first case (None when the split has no labelled
         case); writes nothing."""
+        if split not in SPLITS:
+            raise UsageError(f"site {self.name}: split must be one of {SPLITS}, got {split!r}")
         _, val, test = self.splits()
         device = choose_device(self.seg.train.device)
         model = build_network(self.seg.model, seed=self.seed).to(device)
@@ -334,14 +310,20 @@ class SiteWorker:
         Gaussian."""
         reference = self.shift.load_reference()
         if reference is None:
-            raise RuntimeError(f"site {self.name}: no reference has arrived for a Bures map")
+            raise SiteError(
+                f"site {self.name}: a Bures map needs the federation's reference, and none has "
+                "arrived; run with fed.secure_stats=true so that statistics rounds send one"
+            )
         target = reference.gaussians.get("background", reference.gaussians.get("all"))
-        local = self.shift.load_local()
+        local = self._local_statistics()
         own = local.stats.embeddings["background"]
         if own.n < 2:
             own = local.stats.embeddings["all"]
         if target is None or own.n < 2:
-            raise RuntimeError(f"site {self.name}: too few embeddings for a Bures map")
+            raise SiteError(
+                f"site {self.name}: too few embeddings for a Bures map ({int(own.n)} of its own, "
+                f"{'a' if target else 'no'} reference Gaussian); check its usable training cases"
+            )
         mean, cov = gaussian_from(own)
         return bures_map(mean, cov, target.mean, target.cov)
 
@@ -353,7 +335,7 @@ class SiteWorker:
         ``align_intensity``, fits and keeps its intensity map (its own histogram onto the
         reference's; the map never leaves the site).
         """
-        local = self.shift.load_local(round_id)
+        local = self._local_statistics(round_id)
         indicators = measure(
             self.name,
             local.stats,
@@ -370,6 +352,21 @@ class SiteWorker:
             log.info("site %s: intensity map fitted to the federation's histogram", self.name)
         return indicators
 
+    def _cannot_train(self, why: str) -> SiteError:
+        return SiteError(
+            f"site {self.name} cannot train: {why}. Run `fedshift readiness` on the site folder "
+            "and fix its findings, or leave the site out of training"
+        )
+
+    def _local_statistics(self, round_id: str | None = None) -> LocalStatistics:
+        """The statistics :meth:`statistics` kept (of round ``round_id`` when given)."""
+        if not self.shift.local_path.is_file():
+            raise SiteError(
+                f"site {self.name} has no statistics yet: a statistics round must run before "
+                "the reference arrives or a Bures map is asked for (fed.secure_stats=true)"
+            )
+        return self.shift.load_local(round_id)
+
     def calibration(self) -> Calibration | None:
         """This site's raters against the reference standard on the shared calibration
         cases (``SITE/calibration``), or ``None`` without them. A malformed calibration
@@ -379,20 +376,6 @@ class SiteWorker:
         except DataError as err:
             log.warning("site %s: calibration cases not used: %s (%s)", self.name, err, err.file)
             return None
-
-    def _write_overlay(self, item: dict, pred: np.ndarray) -> None:
-        """truth | prediction mosaic of one test case, kept in the site's work folder."""
-        image = read_volume(item["image"])
-        truth = read_volume(item["label"]).as_float32() > 0.5
-        center = label_center(truth)
-        panels = [
-            render_mosaic(image.as_float32(), m, image.zooms, center=center) for m in (truth, pred)
-        ]
-        gap = np.zeros((panels[0].shape[0], 8, 3), dtype=np.uint8)
-        overlay = np.concatenate([panels[0], gap, panels[1]], axis=1)
-        out = self.work_dir / "overlays" / "test.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        write_png(out, overlay)
 
 
 def site_worker(
