@@ -16,8 +16,8 @@ import numpy as np
 from fedshift.data.layout import discover_site
 from fedshift.data.nifti import read_volume
 from fedshift.errors import UsageError
-from fedshift.report.mosaic import label_center, render_mosaic
-from fedshift.report.png import write_png
+from fedshift.render.mosaic import label_center, render_mosaic
+from fedshift.render.png import write_png
 
 HELP = "draw one case per site as a PNG mosaic (label overlaid)"
 log = logging.getLogger("fedshift.mosaic")
@@ -61,7 +61,9 @@ def site_row(site_dir: Path, index: int, height: int) -> np.ndarray:
     label = read_volume(case.label).as_float32() > 0.5 if case.label else None
     center = label_center(label) if label is not None else None
     log.info("%s: %s%s", layout.name, case.case_id, "" if label is not None else " (no label)")
-    return render_mosaic(image.as_float32(), label, image.zooms, center=center, height=height)
+    return render_mosaic(
+        image.as_float32(), label, image.zooms, center=center, height=height, affine=image.affine
+    )
 
 
 def run(args: argparse.Namespace) -> int:

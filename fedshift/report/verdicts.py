@@ -1,0 +1,134 @@
+"""The shift verdicts of ``diagnosis.json`` in words, for the diagnosis and run reports.
+
+Two views of the same entries: one card per site (its verdict as a sentence, the
+evidence as a list, the similarities the verdict rests on) and the full table of the
+scalars every site reported, one row per indicator and one column per site, grouped by
+what the indicator is for. Pure data in, plain dicts and strings out; the templates in
+``templates/verdicts.html.j2`` draw them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from fedshift.render.pages import num
+from fedshift.shift.diagnosis import DiagnosisConfig
+
+_BOUNDS = DiagnosisConfig()
+
+#: shift family -> what it means for the site, in words
+FAMILY_WORDS = {
+    "acquisition": "its images look unlike the federation's (scanner or protocol)",
+    "population": "its patients' lesion load differs from the rest's",
+    "annotation": "its labels are drawn unlike the rest's (annotation protocol)",
+}
+#: the similarity a family's verdict rests on (1 alike, 0 unlike)
+SIMILARITIES = (
+    ("acquisition", "acquisition_similarity"),
+    ("population", "population_similarity"),
+    ("annotation", "annotation_similarity"),
+)
+#: (group title, [(indicator, label)]) in the order the table shows them
+INDICATOR_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "Similarity to the rest of the federation (1 alike, 0 unlike; below "
+        f"{_BOUNDS.threshold:g} counts as shifted)",
+        tuple((key, family) for family, key in SIMILARITIES),
+    ),
+    (
+        "Acquisition: the site's median case against the federation's (in scales; "
+        f"±{_BOUNDS.offset:g} or beyond counts as shifted)",
+        (
+            ("noise_offset", "noise"),
+            ("contrast_offset", "contrast"),
+            ("nonuniformity_offset", "non-uniformity"),
+            ("sharpness_offset", "sharpness"),
+        ),
+    ),
+    (
+        "Population: predicted lesion load against the rest's (standard deviations; "
+        f"±{_BOUNDS.population_effect:g} or beyond counts as shifted)",
+        (("population_effect", "lesion load"),),
+    ),
+    (
+        "Calibration cases: the site's labels against the reference standard",
+        (
+            ("calibration_volume", "log volume ratio"),
+            ("calibration_count", "log count ratio"),
+            ("calibration_dice", "Dice"),
+        ),
+    ),
+    (
+        "Distances to a reference holding every site (they rank sites, they do not say "
+        "which one moved)",
+        (
+            ("intensity_w1", "intensity W1"),
+            ("embedding_bw", "embedding BW"),
+            ("lesion_volume", "lesion volume histogram"),
+            ("lesion_count", "lesion count histogram"),
+            ("dice", "Dice against the global model"),
+            ("volume_bias", "volume bias"),
+        ),
+    ),
+)
+
+
+def _measured(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def verdict(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """One site's verdict for a card.
+
+    Returns
+    -------
+    ``{"status": "shifted" | "clear" | "unknown", "families": [...], "sentence": str,
+    "evidence": [str, ...], "similarities": str}``; "unknown" when the site reported
+    nothing the verdict rests on.
+    """
+    families = [f for f in entry.get("shift", []) if f]
+    indicators = entry.get("indicators", {}) or {}
+    evidence = [e.strip() for e in str(entry.get("evidence", "") or "").split(";") if e.strip()]
+    sims = [(f, indicators.get(k)) for f, k in SIMILARITIES if _measured(indicators.get(k))]
+    if families:
+        status = "shifted"
+        sentence = "Shifted: " + "; ".join(FAMILY_WORDS.get(f, f) for f in families) + "."
+    elif sims or (evidence and evidence != ["nothing measured"]):
+        status = "clear"
+        sentence = "No shift found: its images, lesion load and labels are like the rest's."
+    else:
+        status = "unknown"
+        sentence = "No verdict: this site reported nothing the verdict rests on."
+    return {
+        "status": status,
+        "families": families,
+        "sentence": sentence,
+        "evidence": evidence,
+        "similarities": ", ".join(f"{f} {num(v, 2)}" for f, v in sims),
+    }
+
+
+def verdict_cards(diagnosis: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One card per site of ``diagnosis.json``, in site order (see :func:`verdict`)."""
+    return [
+        {"site": site, **verdict(entry)}
+        for site, entry in sorted(diagnosis.get("sites", {}).items())
+    ]
+
+
+def indicator_table(diagnosis: Mapping[str, Any]) -> dict[str, Any]:
+    """Every indicator of every site: ``{"sites": [...], "groups": [{"title", "rows":
+    [{"label", "cells": [str per site]}]}]}``; groups no site measured are left out."""
+    entries = sorted(diagnosis.get("sites", {}).items())
+    groups = []
+    for title, indicators in INDICATOR_GROUPS:
+        rows = []
+        for key, label in indicators:
+            values = [(e.get("indicators") or {}).get(key) for _, e in entries]
+            if any(_measured(v) for v in values):
+                rows.append({"label": label, "cells": [num(v) for v in values]})
+        if rows:
+            groups.append({"title": title, "rows": rows})
+    return {"sites": [s for s, _ in entries], "groups": groups}

@@ -1,0 +1,50 @@
+"""fedshift.report.verdicts: a site's verdict in words, and the indicator table."""
+
+from __future__ import annotations
+
+from fedshift.report.verdicts import FAMILY_WORDS, indicator_table, verdict, verdict_cards
+
+
+def test_a_shifted_site_gets_its_families_in_words_and_its_evidence_as_a_list() -> None:
+    card = verdict(
+        {
+            "shift": ["acquisition"],
+            "evidence": "images unlike the federation's median case (noise -6.4 scales); "
+            "annotation similarity 0.40 not attributed: images differ",
+            "indicators": {"acquisition_similarity": 0.2, "population_similarity": 0.9},
+        }
+    )
+    assert card["status"] == "shifted" and card["families"] == ["acquisition"]
+    assert FAMILY_WORDS["acquisition"] in card["sentence"]
+    assert len(card["evidence"]) == 2 and card["evidence"][1].startswith("annotation")
+    assert card["similarities"] == "acquisition 0.20, population 0.90"
+
+
+def test_clear_and_unknown_verdicts() -> None:
+    clear = verdict({"shift": [], "evidence": "every similarity at or above 0.5",
+                     "indicators": {"acquisition_similarity": 0.9}})  # fmt: skip
+    assert clear["status"] == "clear" and clear["sentence"].startswith("No shift found")
+    unknown = verdict({"shift": [], "indicators": {}})
+    assert unknown["status"] == "unknown" and unknown["evidence"] == []
+    assert verdict({"shift": [], "evidence": "nothing measured"})["status"] == "unknown"
+
+
+def test_cards_are_in_site_order() -> None:
+    body = {"sites": {"b": {"shift": []}, "a": {"shift": ["population"]}}}
+    assert [c["site"] for c in verdict_cards(body)] == ["a", "b"]
+
+
+def test_indicator_table_has_sites_as_columns_and_drops_unmeasured_groups() -> None:
+    body = {
+        "sites": {
+            "b": {"indicators": {"acquisition_similarity": 0.5, "dice": None}},
+            "a": {"indicators": {"acquisition_similarity": 0.25, "dice": 0.7}},
+        }
+    }
+    table = indicator_table(body)
+    assert table["sites"] == ["a", "b"]
+    titles = [g["title"] for g in table["groups"]]
+    assert len(titles) == 2 and titles[0].startswith("Similarity") and "Distances" in titles[1]
+    similarity = table["groups"][0]["rows"]
+    assert similarity == [{"label": "acquisition", "cells": ["0.250", "0.500"]}]
+    assert table["groups"][1]["rows"][0]["cells"] == ["0.700", "–"]
