@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 
 from fedshift.config import load_config
-from fedshift.deploy import certs
+from fedshift.deploy import certs, flower
 from fedshift.deploy import processes as proc
 from fedshift.deploy.config import CoordinatorConfig, resolve_paths
 from fedshift.errors import ConfigError
@@ -64,12 +64,12 @@ def run(args: argparse.Namespace) -> int:
     state = Path(cfg.state_dir)
     Path(cfg.database).parent.mkdir(parents=True, exist_ok=True)
     flwr_home = state / "flwr-home"
-    proc.write_connection(flwr_home, cfg.connection, cfg.address, cfg.ca_cert)
+    flower.write_connection(flwr_home, cfg.connection, cfg.address, cfg.ca_cert)
     env = proc.flower_env(flwr_home)
 
     with proc.interruptible():
         superlink = proc.start_process(
-            "SuperLink", proc.superlink_argv(cfg), Path(cfg.log_dir) / "superlink.log", env=env
+            "SuperLink", flower.superlink_argv(cfg), Path(cfg.log_dir) / "superlink.log", env=env
         )
         print(f"SuperLink started (pid {superlink.pid}); log: {superlink.log_path}")
         try:
@@ -99,7 +99,7 @@ def _serve(cfg: CoordinatorConfig, superlink: proc.Managed, env: dict[str, str])
     print(f"start a run:  FLWR_HOME={flwr_home} flwr run APP_DIR {cfg.connection} --stream")
     print("Ctrl-C to stop the SuperLink")
     ended = proc.wait_while_running([superlink])
-    print(f"fedshift coordinator: {proc.explain_exit(ended)}")
+    print(f"fedshift coordinator: {flower.explain_exit(ended)}")
     return 1
 
 
@@ -113,7 +113,7 @@ def _enroll(cfg: CoordinatorConfig, env: dict[str, str], record: Path) -> dict[s
     if record.is_file():
         known = json.loads(record.read_text())
     for site in cfg.sites:
-        reg = proc.register_site(
+        reg = flower.register_site(
             site.public_key, site.name, cfg.connection, env, timeout_s=cfg.start_timeout_s
         )
         if not reg.already:
@@ -128,7 +128,7 @@ def _enroll(cfg: CoordinatorConfig, env: dict[str, str], record: Path) -> dict[s
         )
     record.parent.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps(known, indent=2) + "\n")
-    status = proc.list_nodes(cfg.connection, env, timeout_s=cfg.start_timeout_s)
+    status = flower.list_nodes(cfg.connection, env, timeout_s=cfg.start_timeout_s)
     for site in cfg.sites:
         node_id = known[site.name]
         if node_id is None:

@@ -21,9 +21,10 @@ import logging
 from pathlib import Path
 
 from fedshift.config import load_config
-from fedshift.deploy import certs
+from fedshift.deploy import certs, flower
 from fedshift.deploy import processes as proc
 from fedshift.deploy.config import SiteConfig, resolve_paths
+from fedshift.deploy.gate import readiness_gate
 from fedshift.errors import ConfigError
 
 HELP = "run readiness, then join the federation as a SuperNode (TLS + site key)"
@@ -59,9 +60,7 @@ def run(args: argparse.Namespace) -> int:
     readiness_dir = Path(cfg.readiness_dir or log_dir / "readiness")
 
     log.info("site %s: readiness of %s (report in %s)", cfg.name, cfg.data_path, readiness_dir)
-    gate = proc.readiness_gate(
-        cfg.data_path, readiness_dir, cfg.required_level, site_config=args.config
-    )
+    gate = readiness_gate(cfg.data_path, readiness_dir, cfg.required_level, site_config=args.config)
     if not gate.ok:
         print(f"fedshift site: {cfg.name} does not join: {gate.reason}")
         return 1
@@ -70,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     with proc.interruptible():
         supernode = proc.start_process(
             "SuperNode",
-            proc.supernode_argv(cfg),
+            flower.supernode_argv(cfg),
             log_dir / "supernode.log",
             env=proc.flower_env(cfg.flwr_home),
         )
@@ -88,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 def _serve(cfg: SiteConfig, supernode: proc.Managed) -> int:
     """Wait for the coordinator to accept the site, then until the SuperNode stops."""
     try:
-        node_id = proc.wait_for_activation(supernode, cfg.start_timeout_s)
+        node_id = flower.wait_for_activation(supernode, cfg.start_timeout_s)
     except proc.LaunchError as exc:
         print(f"fedshift site: {cfg.name} does not join: {exc}")
         return 1
@@ -100,5 +99,5 @@ def _serve(cfg: SiteConfig, supernode: proc.Managed) -> int:
     else:
         print(f"joined the federation at {cfg.superlink} as node {node_id}; Ctrl-C to leave")
     ended = proc.wait_while_running([supernode])
-    print(f"fedshift site: {proc.explain_exit(ended)}")
+    print(f"fedshift site: {flower.explain_exit(ended)}")
     return 1

@@ -16,23 +16,24 @@ from pathlib import Path
 
 import pytest
 
-from fedshift.deploy import certs
+from fedshift.deploy import certs, flower
 from fedshift.deploy import processes as proc
 from fedshift.deploy.config import CoordinatorConfig, EnrolledSite, SiteConfig
+from fedshift.deploy.gate import level_at_least, readiness_gate
 from fedshift.errors import UsageError
 
 # --------------------------------------------------------------------------- pure parts
 
 
 def test_node_config_arg_quotes_values() -> None:
-    arg = proc.node_config_arg({"data-path": "/data/my site", "n": 3})
+    arg = flower.node_config_arg({"data-path": "/data/my site", "n": 3})
     assert arg == "data-path='/data/my site' n='3'"
 
 
 @pytest.mark.parametrize("key, value", [("data-path", "it's"), ("a b", "x"), ("k", "a\nb")])
 def test_node_config_arg_refuses_what_flower_cannot_parse(key: str, value: str) -> None:
     with pytest.raises(UsageError, match="cannot be passed to Flower"):
-        proc.node_config_arg({key: value})
+        flower.node_config_arg({key: value})
 
 
 def _flag(argv: list[str], flag: str) -> str:
@@ -50,7 +51,7 @@ def test_supernode_argv(tmp_path: Path) -> None:
         port=9100,
         node_config={"fold": "1"},
     )
-    argv = proc.supernode_argv(cfg)
+    argv = flower.supernode_argv(cfg)
     assert Path(argv[0]).name == "flower-supernode"
     assert _flag(argv, "--superlink") == "localhost:9091"
     assert _flag(argv, "--root-certificates") == "/c/ca.crt"
@@ -65,7 +66,7 @@ def test_supernode_argv(tmp_path: Path) -> None:
 
 def test_superlink_argv() -> None:
     cfg = CoordinatorConfig(host="0.0.0.0", port=9191, database="/s/db.sqlite")
-    argv = proc.superlink_argv(cfg)
+    argv = flower.superlink_argv(cfg)
     assert Path(argv[0]).name == "flower-superlink"
     for flag in ("--enable-supernode-auth", "--disable-runtime-dependency-installation"):
         assert flag in argv
@@ -76,7 +77,7 @@ def test_superlink_argv() -> None:
 
 
 def test_write_connection(tmp_path: Path) -> None:
-    path = proc.write_connection(tmp_path / "home", "fed", "localhost:9091", tmp_path / "ca.crt")
+    path = flower.write_connection(tmp_path / "home", "fed", "localhost:9091", tmp_path / "ca.crt")
     text = path.read_text()
     assert 'default = "fed"' in text and "[superlink.fed]" in text
     assert 'address = "localhost:9091"' in text
@@ -84,10 +85,10 @@ def test_write_connection(tmp_path: Path) -> None:
 
 
 def test_levels() -> None:
-    assert proc.level_at_least("A", "B") and proc.level_at_least("B", "B")
-    assert not proc.level_at_least("C", "B")
+    assert level_at_least("A", "B") and level_at_least("B", "B")
+    assert not level_at_least("C", "B")
     with pytest.raises(UsageError, match="'E' is not one of"):
-        proc.level_at_least("E", "B")
+        level_at_least("E", "B")
 
 
 def _fake_runner(monkeypatch: pytest.MonkeyPatch, level: str) -> list[tuple[Path, Path, object]]:
@@ -107,7 +108,7 @@ def test_readiness_gate_refuses_below_required(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = _fake_runner(monkeypatch, "C")
-    gate = proc.readiness_gate(tmp_path / "data", tmp_path / "out", "B", site_config="s.yaml")
+    gate = readiness_gate(tmp_path / "data", tmp_path / "out", "B", site_config="s.yaml")
     assert calls == [(tmp_path / "data", tmp_path / "out", "s.yaml")]
     assert not gate.ok and gate.level == "C"
     assert "level C is below the level B" in gate.reason and "readiness.html" in gate.reason
@@ -115,9 +116,9 @@ def test_readiness_gate_refuses_below_required(
 
 def test_readiness_gate_passes_at_or_above(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _fake_runner(monkeypatch, "B")
-    assert proc.readiness_gate(tmp_path, tmp_path / "out", "B").ok
+    assert readiness_gate(tmp_path, tmp_path / "out", "B").ok
     _fake_runner(monkeypatch, "A")
-    assert proc.readiness_gate(tmp_path, tmp_path / "out", "B").ok
+    assert readiness_gate(tmp_path, tmp_path / "out", "B").ok
 
 
 def test_register_site_parses_flwr_json(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -134,11 +135,11 @@ def test_register_site_parses_flwr_json(monkeypatch: pytest.MonkeyPatch) -> None
         assert argv[1:4] == ["supernode", "register", "k.pub"] and "--format" in argv
         return types.SimpleNamespace(stdout=next(replies), stderr="", returncode=0)
 
-    monkeypatch.setattr(proc.subprocess, "run", fake_run)
-    assert proc.register_site("k.pub", "s0", "fed", {}) == proc.Registration("s0", 42, False)
-    assert proc.register_site("k.pub", "s0", "fed", {}).already
+    monkeypatch.setattr(flower.subprocess, "run", fake_run)
+    assert flower.register_site("k.pub", "s0", "fed", {}) == flower.Registration("s0", 42, False)
+    assert flower.register_site("k.pub", "s0", "fed", {}).already
     with pytest.raises(proc.LaunchError, match=r"enrolling site 's0' .* \[code: 9\] boom"):
-        proc.register_site("k.pub", "s0", "fed", {})
+        flower.register_site("k.pub", "s0", "fed", {})
 
 
 def test_list_nodes_parses_flwr_json(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,8 +153,8 @@ def test_list_nodes_parses_flwr_json(monkeypatch: pytest.MonkeyPatch) -> None:
         assert argv[1:4] == ["supernode", "ls", "fed"]
         return types.SimpleNamespace(stdout=out, stderr="", returncode=0)
 
-    monkeypatch.setattr(proc.subprocess, "run", fake_run)
-    assert proc.list_nodes("fed", {}) == {7: "online", 8: "unregistered"}
+    monkeypatch.setattr(flower.subprocess, "run", fake_run)
+    assert flower.list_nodes("fed", {}) == {7: "online", 8: "unregistered"}
 
 
 # --------------------------------------------------------------------------- processes
@@ -215,7 +216,7 @@ def test_wait_for_activation_reads_the_log(tmp_path: Path) -> None:
         tmp_path / "ok.log",
     )
     try:
-        assert proc.wait_for_activation(ok, timeout_s=20) == 123
+        assert flower.wait_for_activation(ok, timeout_s=20) == 123
     finally:
         proc.stop_process(ok, timeouts_s=(2.0, 2.0))
     refused = proc.start_process(
@@ -223,16 +224,16 @@ def test_wait_for_activation_reads_the_log(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            f"print('[code: 2004] {proc.REFUSED_MARKER}.'); raise SystemExit(1)",
+            f"print('[code: 2004] {flower.REFUSED_MARKER}.'); raise SystemExit(1)",
         ],  # fmt: skip
         tmp_path / "no.log",
     )
     with pytest.raises(proc.LaunchError, match="not enrolled"):
-        proc.wait_for_activation(refused, timeout_s=20)
+        flower.wait_for_activation(refused, timeout_s=20)
     quiet = proc.start_process("SuperNode", [sys.executable, "-c", "import time; time.sleep(30)"],
                                tmp_path / "q.log")  # fmt: skip
     try:
-        assert proc.wait_for_activation(quiet, timeout_s=0.5) is None
+        assert flower.wait_for_activation(quiet, timeout_s=0.5) is None
     finally:
         proc.stop_process(quiet, timeouts_s=(2.0, 2.0))
 
@@ -258,19 +259,19 @@ def test_superlink_accepts_enrolled_and_refuses_unenrolled(tmp_path: Path) -> No
         sites=[EnrolledSite(name="site0", public_key=str(enrolled.public_key))],
     )
     home = tmp_path / "flwr-home"
-    proc.write_connection(home, "fedshift", coord.address, pki.cert)
+    flower.write_connection(home, "fedshift", coord.address, pki.cert)
     env = proc.flower_env(home)
     (tmp_path / "state").mkdir()
     started: list[proc.Managed] = []
     try:
         link = proc.start_process(
-            "SuperLink", proc.superlink_argv(coord), tmp_path / "superlink.log", env=env
+            "SuperLink", flower.superlink_argv(coord), tmp_path / "superlink.log", env=env
         )
         started.append(link)
         proc.wait_for_port("127.0.0.1", port, timeout_s=60, proc=link)
-        reg = proc.register_site(enrolled.public_key, "site0", "fedshift", env, timeout_s=60)
+        reg = flower.register_site(enrolled.public_key, "site0", "fedshift", env, timeout_s=60)
         assert reg.node_id is not None and not reg.already
-        again = proc.register_site(enrolled.public_key, "site0", "fedshift", env, timeout_s=60)
+        again = flower.register_site(enrolled.public_key, "site0", "fedshift", env, timeout_s=60)
         assert again.already
 
         nodes = {}
@@ -284,17 +285,17 @@ def test_superlink_accepts_enrolled_and_refuses_unenrolled(tmp_path: Path) -> No
                 port=proc.free_port(),
             )
             nodes[name] = proc.start_process(
-                name, proc.supernode_argv(site), tmp_path / f"{name}.log", env=env
+                name, flower.supernode_argv(site), tmp_path / f"{name}.log", env=env
             )
             started.append(nodes[name])
 
         with pytest.raises(proc.LaunchError, match="not enrolled"):
-            proc.wait_for_activation(nodes["stranger"], timeout_s=90)
+            flower.wait_for_activation(nodes["stranger"], timeout_s=90)
         assert nodes["stranger"].popen.returncode == 1  # Flower logs "Exit Code: 305"
         assert "[code: 2004] Failed to activate SuperNode" in nodes["stranger"].log_text()
-        assert proc.wait_for_activation(nodes["site0"], timeout_s=90) == reg.node_id
+        assert flower.wait_for_activation(nodes["site0"], timeout_s=90) == reg.node_id
         assert nodes["site0"].alive() and link.alive()
-        assert proc.list_nodes("fedshift", env)[reg.node_id] == "online"
+        assert flower.list_nodes("fedshift", env)[reg.node_id] == "online"
     finally:
         families = [(m, proc._descendants(m.pid)) for m in started]
         for managed in reversed(started):
