@@ -1,30 +1,51 @@
 """The one configuration of a federated run, shared by simulation and deployment.
 
-``configs/default.yaml`` + CLI dotlist -> :class:`RunConfig`. Flower's run config is flat
-(``str -> scalar``): :func:`flatten` / :func:`unflatten` convert, lists travel as JSON.
+The dataclass defaults below are the truth; ``configs/default.yaml`` holds only what a
+run changes, then the CLI dotlist -> :class:`RunConfig`. Every setting carries its help
+text (``fedshift config show`` prints it) and every section checks itself in
+``__post_init__``, so ``dataclasses.replace`` is validated too.
+
+Flower's run config is flat (``str -> scalar``): :func:`flatten` / :func:`unflatten`
+convert, lists travel as JSON. ``python -m fedshift.runconfig [--write]`` prints (or
+writes) pyproject.toml's ``[tool.flwr.app.config]`` table from these dataclasses.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 
-from fedshift.config import find_preset, load_config
+from fedshift.config import (
+    CONFIG_DIR,
+    check,
+    check_fields,
+    find_preset,
+    from_trees,
+    load_config,
+    one_of,
+    section,
+    setting,
+)
 from fedshift.data.synth.config import SynthConfig
-from fedshift.errors import ConfigError, SecureAggregationError
 from fedshift.model.config import SegConfig
-from fedshift.secagg.config import SecAggConfig
+from fedshift.secagg.config import MIN_SITES, SecAggConfig
 
 #: MIDaR readiness levels, best first
 LEVELS = ("A", "B", "C", "D")
 #: how the coordinator aggregates the sites' updates (:mod:`fedshift.fl.strategies`)
 AGGREGATORS = ("fedavg", "fedprox")
+#: pyproject.toml: the table ``flwr run .`` reads, and the run folder it names
+PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
+FLOWER_TABLE = "[tool.flwr.app.config]"
+FLOWER_OUT = "runs/flwr"
 
 _JSON = "json:"
 
@@ -38,112 +59,176 @@ def level_at_least(level: str, required: str) -> bool:
 class DataConfig:
     """Where the sites' data is. Empty ``sites``: generate the synthetic ``scenario``."""
 
-    scenario: str = "default"
-    synth_overrides: tuple[str, ...] = ()  # dotlist for `fedshift synth`, e.g. ("n_train=6",)
-    synth_dir: str = ""  # "" -> runs/data/<scenario>-seed<seed>
-    sites: tuple[str, ...] = ()  # labelled site folders (nnU-Net layout)
-    target: tuple[str, ...] = ()  # unlabelled target site folders (evaluated on labelsTs)
-    cache_dir: str = "runs/cache"  # preprocessing cache, one folder per site; "" = in work dir
+    scenario: str = setting(
+        "default",
+        "synthetic federation used when no sites are named: a preset of configs/scenarios/ "
+        "or a .yaml file",
+    )
+    synth_overrides: tuple[str, ...] = setting(
+        (), "key=value settings of the synthetic scenario, e.g. [n_train=6,voxel_mm=4]"
+    )
+    synth_dir: str = setting(
+        "", "where the synthetic federation is generated; '': runs/data/<scenario>-seed<seed>"
+    )
+    sites: tuple[str, ...] = setting((), "labelled site folders (nnU-Net v2 raw layout)")
+    target: tuple[str, ...] = setting(
+        (), "unlabelled target site folders (evaluated on their labelsTs)"
+    )
+    cache_dir: str = setting(
+        "runs/cache", "preprocessing cache, one folder per site; '': in each site's work folder"
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self, "data")
 
 
 @dataclass(frozen=True)
 class FedConfig:
-    """The federation: aggregator, rounds, gates and timeouts."""
+    """The federation: aggregator, rounds, gates, secure statistics and timeouts."""
 
-    aggregator: str = "fedavg"  # fedavg | fedprox (how updates are combined)
-    rounds: int = 5
-    proximal_mu: float = 0.01  # fedprox only
-    train_level: str = "A"  # sites below this level train no model (they still evaluate)
-    min_sites: int = 0  # sites to wait for before starting; 0: as many as data names
-    timeout_s: float = 3600.0  # wait for the replies of one round
-    node_wait_s: float = 300.0  # wait for the expected sites to connect
-    # secure statistics -> reference -> shift diagnosis (fedshift.fl.secure_rounds)
-    secure_stats: bool = False  # statistics rounds before round 1 and after the last (>= 3 sites)
-    stats_every_round: bool = False  # also one between every two rounds
-    align_intensity: bool = False  # sites map brain intensities onto the federation's (1-D OT)
-    # seg.align.method jdot / moments: the alignment term (and training at sites without
-    # labels) runs in a round from align_from_round on when the labelled sites' mean
-    # validation Dice of the round before reached align_min_val_dice; otherwise the round
-    # is plain. A model that finds no lesion yet has nothing to align
-    # (docs/results/adaptation.md)
-    align_from_round: int = 2
-    align_min_val_dice: float = 0.5
-    # FedAvg weighs a site's update by its training cases; a site without labels (it trains
-    # on the alignment term alone) by its cases times this. 1.0: like every other site
-    unlabelled_weight: float = 1.0
-    stats_samples: int = 256  # embedding voxels sampled per class per case
-    secagg_frac_bits: int = 24  # fixed point: a value travels as round(x * 2**frac_bits)
-    secagg_clip: float = 1073741824.0  # 2**30; inputs are clipped to [-clip, clip]
-    secagg_min_sites: int = 3  # the coordinator never learns a sum over fewer sites
+    aggregator: str = setting(
+        "fedavg", f"how the sites' updates are combined: {', '.join(AGGREGATORS)}"
+    )
+    rounds: int = setting(5, "federated training rounds")
+    proximal_mu: float = setting(0.01, "weight of FedProx's proximal term (fedprox only)")
+    train_level: str = setting(
+        "A", "readiness level a site needs to train (A best); the others still evaluate"
+    )
+    min_sites: int = setting(
+        0, "sites to wait for before starting; 0: as many as data.sites + data.target"
+    )
+    timeout_s: float = setting(3600.0, "seconds to wait for the sites' replies in one round")
+    node_wait_s: float = setting(300.0, "seconds to wait for the expected sites to connect")
+    secure_stats: bool = setting(
+        False,
+        "secure statistics rounds before round 1 and after the last (>= 3 sites): the "
+        "federation's reference and the shift diagnosis",
+    )
+    stats_every_round: bool = setting(False, "also a statistics round between every two rounds")
+    align_intensity: bool = setting(
+        False,
+        "each site maps its brain intensities onto the federation's histogram (1-D OT; "
+        "needs fed.secure_stats)",
+    )
+    align_from_round: int = setting(
+        2,
+        "seg.align.method jdot / moments: the first round that may add the alignment term "
+        "(and train sites without labels)",
+    )
+    align_min_val_dice: float = setting(
+        0.5,
+        "an alignment round also waits until the labelled sites' mean validation Dice of "
+        "the round before reached this; until then the round is plain (a model that finds "
+        "no lesion yet has nothing to align)",
+    )
+    unlabelled_weight: float = setting(
+        1.0,
+        "FedAvg weighs an update by its training cases; a site without labels (training on "
+        "the alignment term alone) by its cases times this",
+    )
+    stats_samples: int = setting(256, "embedding voxels sampled per class per case")
+    secagg_frac_bits: int = setting(
+        24, "secure aggregation's fixed point: a value travels as round(x * 2**frac_bits)"
+    )
+    secagg_clip: float = setting(
+        1073741824.0, "secure aggregation clips its inputs to [-clip, clip] (default 2**30)"
+    )
+    secagg_min_sites: int = setting(
+        MIN_SITES, "the coordinator never learns a sum over fewer sites than this"
+    )
+
+    def __post_init__(self) -> None:
+        check_fields(self, "fed")
+        one_of("fed.aggregator", self.aggregator, AGGREGATORS)
+        check(self.rounds >= 1, "fed.rounds", self.rounds, "an integer >= 1")
+        _non_negative("fed.proximal_mu", self.proximal_mu)
+        one_of("fed.train_level", self.train_level, LEVELS)
+        check(self.min_sites >= 0, "fed.min_sites", self.min_sites, "an integer >= 0")
+        _positive("fed.timeout_s", self.timeout_s)
+        _positive("fed.node_wait_s", self.node_wait_s)
+        check(
+            self.align_from_round >= 1,
+            "fed.align_from_round",
+            self.align_from_round,
+            "an integer >= 1",
+        )
+        check(
+            0 <= self.align_min_val_dice <= 1,
+            "fed.align_min_val_dice",
+            self.align_min_val_dice,
+            "a number in [0, 1]",
+        )
+        _non_negative("fed.unlabelled_weight", self.unlabelled_weight)
+        check(self.stats_samples >= 1, "fed.stats_samples", self.stats_samples, "an integer >= 1")
+        check(
+            0 <= self.secagg_frac_bits <= 52,
+            "fed.secagg_frac_bits",
+            self.secagg_frac_bits,
+            "an integer in [0, 52]",
+        )
+        _positive("fed.secagg_clip", self.secagg_clip)
+        check(
+            self.secagg_min_sites >= MIN_SITES,
+            "fed.secagg_min_sites",
+            self.secagg_min_sites,
+            f"an integer >= {MIN_SITES}",
+        )
 
     def secagg(self) -> SecAggConfig:
-        """The secure-aggregation settings; raises :class:`ConfigError` naming the bad key."""
-        try:
-            return SecAggConfig(
-                frac_bits=self.secagg_frac_bits,
-                clip=float(self.secagg_clip),
-                min_sites=self.secagg_min_sites,
-            )
-        except SecureAggregationError as exc:
-            raise ConfigError(f"fed.secagg_*: {exc}") from None
+        """The secure-aggregation settings (checked by ``__post_init__``)."""
+        return SecAggConfig(
+            frac_bits=self.secagg_frac_bits,
+            clip=float(self.secagg_clip),
+            min_sites=self.secagg_min_sites,
+        )
 
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    cpus_per_site: float = 1.0
-    gpus_per_site: float = 0.0
+    """Resources of each simulated site in Flower's simulation engine (Ray)."""
+
+    cpus_per_site: float = setting(1.0, "CPU cores per simulated site (sites run in parallel)")
+    gpus_per_site: float = setting(0.0, "share of a GPU per simulated site; 0: CPU only")
+
+    def __post_init__(self) -> None:
+        check_fields(self, "simulation")
+        _positive("simulation.cpus_per_site", self.cpus_per_site)
+        _non_negative("simulation.gpus_per_site", self.gpus_per_site)
 
 
 @dataclass(frozen=True)
 class RunConfig:
     """A federated run. ``out`` holds config.yaml, metrics.json, checkpoints, report.html."""
 
-    name: str = "default"
-    out: str = "runs/default"
-    seed: int = 0
-    resume: bool = False
-    data: DataConfig = field(default_factory=DataConfig)
-    fed: FedConfig = field(default_factory=FedConfig)
-    seg: SegConfig = field(default_factory=SegConfig)
-    simulation: SimulationConfig = field(default_factory=SimulationConfig)
+    name: str = setting("default", "the run's name, shown in its report")
+    out: str = setting(
+        "runs/default", "run folder: config.yaml, metrics.json, checkpoints/, report.html"
+    )
+    seed: int = setting(0, "every random draw derives from it; the same seed, the same run")
+    resume: bool = setting(False, "continue an interrupted run after its last checkpoint")
+    data: DataConfig = section(DataConfig, "where the sites' data is")
+    fed: FedConfig = section(FedConfig, "the federation: aggregator, rounds, statistics")
+    seg: SegConfig = section(SegConfig, "each site's segmentation model and its training")
+    simulation: SimulationConfig = section(SimulationConfig, "Flower's simulation engine")
 
-    def validate(self) -> None:
-        self.seg.validate()
-        self.fed.secagg()
-        if self.fed.aggregator not in AGGREGATORS:
-            raise ConfigError(
-                f"fed.aggregator={self.fed.aggregator!r} is unknown; "
-                f"valid: {', '.join(AGGREGATORS)}"
+    def __post_init__(self) -> None:
+        check_fields(self, "")
+        check(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        if self.aligns_embeddings:
+            check(
+                self.fed.secure_stats,
+                "seg.align.method",
+                self.seg.align.method,
+                "none unless fed.secure_stats=true (the alignment pulls towards the "
+                "federation's reference, which the secure statistics rounds build)",
             )
-        if self.fed.rounds < 1:
-            raise ConfigError(f"fed.rounds must be >= 1, got {self.fed.rounds}")
-        if self.fed.train_level not in LEVELS:
-            raise ConfigError(
-                f"fed.train_level={self.fed.train_level!r}; valid: {', '.join(LEVELS)}"
-            )
-        if self.fed.proximal_mu < 0:
-            raise ConfigError(f"fed.proximal_mu must be >= 0, got {self.fed.proximal_mu}")
-        if self.fed.align_from_round < 1:
-            raise ConfigError(f"fed.align_from_round must be >= 1, got {self.fed.align_from_round}")
-        if not 0 <= self.fed.align_min_val_dice <= 1:
-            raise ConfigError(
-                f"fed.align_min_val_dice must lie in [0, 1], got {self.fed.align_min_val_dice}"
-            )
-        if not (math.isfinite(self.fed.unlabelled_weight) and self.fed.unlabelled_weight >= 0):
-            raise ConfigError(
-                f"fed.unlabelled_weight must be a number >= 0, got {self.fed.unlabelled_weight}"
-            )
-        if self.fed.stats_samples < 1:
-            raise ConfigError(f"fed.stats_samples must be >= 1, got {self.fed.stats_samples}")
-        if self.aligns_embeddings and not self.fed.secure_stats:
-            raise ConfigError(
-                f"seg.align.method={self.seg.align.method} aligns to the federation's "
-                "reference and needs fed.secure_stats=true"
-            )
-        if self.fed.align_intensity and not self.fed.secure_stats:
-            raise ConfigError(
-                "fed.align_intensity=true needs fed.secure_stats=true: the map is fitted to "
-                "the federation's securely aggregated intensity histogram"
+        if self.fed.align_intensity:
+            check(
+                self.fed.secure_stats,
+                "fed.align_intensity",
+                True,
+                "false unless fed.secure_stats=true (the map is fitted to the federation's "
+                "securely aggregated intensity histogram)",
             )
 
     @property
@@ -157,14 +242,28 @@ class RunConfig:
         return tuple(self.data.sites) + tuple(self.data.target)
 
 
+def _positive(key: str, value: float) -> None:
+    check(math.isfinite(value) and value > 0, key, value, "a finite number > 0")
+
+
+def _non_negative(key: str, value: float) -> None:
+    check(math.isfinite(value) and value >= 0, key, value, "a finite number >= 0")
+
+
 def synth_config(cfg: RunConfig) -> SynthConfig:
     overrides = [f"seed={cfg.seed}", *cfg.data.synth_overrides]
-    return load_config(SynthConfig, [find_preset(cfg.data.scenario, "scenarios")], overrides)
+    scenario = find_preset(cfg.data.scenario, "scenarios", key="data.scenario")
+    return load_config(SynthConfig, [scenario], overrides)
 
 
 def expected_sites(cfg: RunConfig) -> int:
     """How many sites the run has (the synthetic scenario's when none are named)."""
     return len(cfg.all_sites) or len(synth_config(cfg).sites)
+
+
+def default_run() -> RunConfig:
+    """What ``fedshift simulate`` runs without arguments: the defaults + configs/default.yaml."""
+    return load_config(RunConfig, [CONFIG_DIR / "default.yaml"])
 
 
 def flatten(cfg: RunConfig) -> dict[str, bool | int | float | str]:
@@ -198,17 +297,11 @@ def unflatten(flat: Mapping[str, Any]) -> RunConfig:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
-    try:
-        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), tree)
-        cfg = OmegaConf.to_object(merged)
-    except OmegaConfBaseException as exc:
-        raise ConfigError(f"invalid run config: {str(exc).splitlines()[0]}") from exc
-    cfg.validate()  # type: ignore[union-attr]
-    return cfg  # type: ignore[return-value]
+    return from_trees(RunConfig, [(tree, " (in Flower's run config)")])
 
 
 def flower_toml(cfg: RunConfig) -> str:
-    """The ``[tool.flwr.app.config]`` body for pyproject.toml (``python -m fedshift.runconfig``)."""
+    """The ``[tool.flwr.app.config]`` body for pyproject.toml."""
     lines = []
     for key, value in flatten(cfg).items():
         text = (
@@ -220,11 +313,35 @@ def flower_toml(cfg: RunConfig) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    from dataclasses import replace
+def flower_table() -> str:
+    """The table pyproject.toml must hold: the default run, its run folder runs/flwr."""
+    return f"{FLOWER_TABLE}\n{flower_toml(replace(default_run(), out=FLOWER_OUT))}\n"
 
-    from fedshift.config import CONFIG_DIR, load_config
 
-    print(
-        flower_toml(replace(load_config(RunConfig, [CONFIG_DIR / "default.yaml"]), out="runs/flwr"))
+def with_flower_table(pyproject: str) -> str:
+    """``pyproject`` (the text of pyproject.toml) with its Flower table regenerated."""
+    start = pyproject.index(FLOWER_TABLE)
+    nxt = re.search(r"^\[", pyproject[start + len(FLOWER_TABLE) :], re.MULTILINE)
+    end = start + len(FLOWER_TABLE) + nxt.start() if nxt else len(pyproject)
+    rest = pyproject[end:]
+    return pyproject[:start] + flower_table() + ("\n" + rest if rest else "")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m fedshift.runconfig",
+        description=f"Print pyproject.toml's {FLOWER_TABLE} table, generated from the "
+        "dataclass defaults and configs/default.yaml.",
     )
+    parser.add_argument("--write", action="store_true", help="rewrite it in pyproject.toml")
+    args = parser.parse_args(argv)
+    if args.write:
+        PYPROJECT.write_text(with_flower_table(PYPROJECT.read_text()))
+        print(f"wrote {FLOWER_TABLE} in {PYPROJECT}")
+    else:
+        print(flower_table(), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
