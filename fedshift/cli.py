@@ -2,22 +2,26 @@
 
 Each subcommand lives in its own module exposing ``HELP`` (one line),
 ``add_arguments(parser)`` and ``run(args) -> int``; this file only registers them.
-Usage errors (:class:`fedshift.errors.UsageError`) print one line and exit with 2.
+Usage errors (:class:`fedshift.errors.UsageError`, config errors included) print one line
+and exit with 2. ``-v`` (debug logging, Flower's and Ray's own messages) works before or
+after the subcommand; the console itself is :mod:`fedshift.logs`'s.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
-from fedshift import __version__
+from fedshift import __version__, logs
 from fedshift.errors import UsageError
 
+VERBOSE_HELP = "debug logging, with Flower's and Ray's own messages"
+VERBOSE_FLAGS = ("-v", "--verbose")
 #: subcommand -> module implementing it
 COMMANDS: dict[str, str] = {
+    "config": "fedshift.commands.config",
     "synth": "fedshift.commands.synth",
     "readiness": "fedshift.commands.readiness",
     "mosaic": "fedshift.commands.mosaic",
@@ -39,7 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
         "diagnosis and optimal-transport alignment.",
     )
     parser.add_argument("--version", action="version", version=f"fedshift {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
+    # the same flag after the subcommand, for its --help (main() takes -v anywhere)
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=VERBOSE_HELP
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
@@ -48,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
             help=module.HELP,
             description=module.__doc__,
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[after],
         )
         module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
@@ -56,12 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # -v anywhere (argparse alone refuses it between two positionals: `config show -v k=v`)
+    end = argv.index("--") if "--" in argv else len(argv)
+    verbose = any(a in VERBOSE_FLAGS for a in argv[:end])
+    args = parser.parse_args([a for a in argv[:end] if a not in VERBOSE_FLAGS] + argv[end:])
+    args.verbose = verbose
+    logs.setup(verbose=verbose)
     if args.command is None:
         parser.print_help()
         return 2

@@ -12,6 +12,7 @@ from pathlib import Path
 from fedshift.config import to_yaml
 from fedshift.data.synth.federation import write_federation
 from fedshift.errors import UsageError
+from fedshift.logs import Progress
 from fedshift.runconfig import RunConfig, synth_config
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,10 @@ def _ensure_synthetic_locked(cfg: RunConfig, root: Path) -> Path:
         log.info("removing %s, left by an interrupted generation", partial)
         shutil.rmtree(partial)
     log.info("generating synthetic federation %r (seed %d) in %s", synth.name, synth.seed, root)
-    write_federation(synth, partial, progress=lambda m: log.debug(m))
+    # write_federation reports each case of each site, then each calibration case
+    n_cases = sum(sum(synth.site_cases(s)) for s in synth.sites) + synth.calibration_cases
+    with Progress(n_cases, "synthetic cases", unit="cases", logger=log) as progress:
+        write_federation(synth, partial, progress=progress)
     if root.exists():
         root.rmdir()  # empty (checked above)
     partial.rename(root)
