@@ -7,7 +7,7 @@ a page is wider than the window.
 For each page: load it in a 1280-pixel-wide window, save a full-page PNG to ``--out``
 (``<parent folder>-<page name>.png``), print the page's width
 (``document.documentElement.scrollWidth``) and height, and, when the page is too wide, the
-elements that reach past the window's edge. The page's ``<details>`` sections are opened
+outermost elements that reach past the window's edge. The page's ``<details>`` sections are opened
 first (``--folded`` leaves them closed), so that what a reader may unfold is checked too.
 Exit status 0 when every page fits, 1 when one
 does not, 2 when Chromium is missing or fails.
@@ -54,7 +54,8 @@ _MEASURE = """((openDetails) => {
   const wide = [];
   for (const el of document.body.querySelectorAll('*')) {
     const r = el.getBoundingClientRect();
-    if (r.right > width + 0.5 && el.closest('.scroll') === null) {
+    const parent = el.parentElement.getBoundingClientRect();
+    if (r.right > width + 0.5 && parent.right <= width + 0.5) {  // outermost only
       const name = el.tagName.toLowerCase() + (el.className && el.className.baseVal === undefined
         ? '.' + String(el.className).split(' ').join('.') : '');
       wide.push(name + ' (right edge ' + Math.round(r.right) + ' px)');
