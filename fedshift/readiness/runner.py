@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from fedshift import atomic
 from fedshift.data.layout import SiteLayout, discover_site
 from fedshift.data.nifti import read_volume
 from fedshift.errors import DataError, UsageError
@@ -157,13 +158,6 @@ def _check_out_dir(out_dir: Path, site_root: Path) -> Path:
     return out
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so a reader never sees half a report."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-
-
 def run_readiness(
     site_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str] | None = None,
@@ -209,8 +203,8 @@ def run_readiness(
     report = build_report(layout, cfg, run_tasks(tasks, n_workers))
     mosaics = render_mosaics(layout, report, cfg.readiness.n_mosaics)
     try:
-        _write_text(out / JSON_NAME, json.dumps(report, indent=2, allow_nan=False) + "\n")
-        _write_text(out / HTML_NAME, render_html(report, mosaics))
+        atomic.write_text(out / JSON_NAME, json.dumps(report, indent=2, allow_nan=False) + "\n")
+        atomic.write_text(out / HTML_NAME, render_html(report, mosaics))
     except OSError as exc:
         raise UsageError(f"cannot write the report to {str(out)!r}: {exc}") from exc
     log.info(

@@ -17,15 +17,15 @@ stay in Flower's node state instead (:mod:`fedshift.fl.client_secure`).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fedshift import atomic
 from fedshift.shift.descriptors import FAMILIES
-from fedshift.shift.diagnosis import SiteIndicators
+from fedshift.shift.indicators import SiteIndicators
 from fedshift.shift.intensity import IntensityMap
 from fedshift.shift.reference import Reference
 from fedshift.shift.stats import SiteStatistics, StatsLayout
@@ -33,10 +33,7 @@ from fedshift.site.stats import LocalStatistics
 
 
 def _save_npz(path: Path, **arrays: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    atomic.save_npz(path, arrays)
 
 
 def _optional(value: float | None) -> np.ndarray:
@@ -105,10 +102,7 @@ class ShiftFolder:
 
     def save_reference(self, reference: Reference, indicators: SiteIndicators) -> None:
         _save_npz(self.root / "reference.npz", **reference.to_arrays())
-        text = json.dumps(_finite(asdict(indicators)), indent=1)
-        tmp = self.root / "indicators.json.tmp"
-        tmp.write_text(text)
-        os.replace(tmp, self.root / "indicators.json")
+        atomic.write_json(self.root / "indicators.json", _finite(asdict(indicators)))
 
     def load_reference(self) -> Reference | None:
         path = self.root / "reference.npz"
