@@ -59,13 +59,15 @@ FAST_ALIGN = ["seg.align.solver=sinkhorn", "seg.align.tol=1e-3", "seg.align.ever
 
 #: runs that are baselines outside Flower (`fedshift baseline NAME`)
 BASELINES = ("local", "centralized", "centralized_jdot")
-#: run name -> config overrides
+#: run name -> config overrides. Every federated run states both fed.secure_stats and
+#: fed.align_intensity: configs/default.yaml turns both on (the main job), the runs here
+#: must not inherit them silently
 RUNS: dict[str, list[str]] = {
     "local": [],
     "centralized": [],
     "centralized_jdot": [],
-    "fedavg": ["fed.aggregator=fedavg", "fed.secure_stats=true"],
-    "fedprox": ["fed.aggregator=fedprox"],
+    "fedavg": ["fed.aggregator=fedavg", "fed.secure_stats=true", "fed.align_intensity=false"],
+    "fedprox": ["fed.aggregator=fedprox", "fed.secure_stats=false", "fed.align_intensity=false"],
     "fedavg_intensity": [
         "fed.aggregator=fedavg",
         "fed.secure_stats=true",
@@ -73,7 +75,11 @@ RUNS: dict[str, list[str]] = {
     ],
     "moments": ["seg.align.method=moments", "fed.secure_stats=true", "fed.align_intensity=true"],
     "fedshift": ["seg.align.method=jdot", "fed.secure_stats=true", "fed.align_intensity=true"],
-    "fedshift_nomap": ["seg.align.method=jdot", "fed.secure_stats=true"],
+    "fedshift_nomap": [
+        "seg.align.method=jdot",
+        "fed.secure_stats=true",
+        "fed.align_intensity=false",
+    ],
     "fedshift_fast": [
         "seg.align.method=jdot",
         "fed.secure_stats=true",
@@ -92,7 +98,7 @@ RUNS: dict[str, list[str]] = {
         "fed.align_intensity=true",
         "fed.unlabelled_weight=0.25",
     ],
-    "oracle": ["fed.aggregator=fedavg"],
+    "oracle": ["fed.aggregator=fedavg", "fed.secure_stats=false", "fed.align_intensity=false"],
     "oracle_intensity": [
         "fed.aggregator=fedavg",
         "fed.secure_stats=true",

@@ -38,6 +38,8 @@ def overrides(tmp: Path, out: Path, rounds: int = 2) -> list[str]:
         "seg.train.patch_size=[16,16,16]",
         "seg.train.batch_size=1",
         "seg.eval.sw_batch_size=1",
+        "fed.secure_stats=false",  # plain FedAvg: kill + resume, not the statistics rounds
+        "fed.align_intensity=false",
     ]
 
 
