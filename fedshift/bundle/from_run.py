@@ -9,6 +9,7 @@ metrics.json goes through :func:`run_summary`.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -173,6 +174,19 @@ def training_spacing(config: Mapping[str, Any]) -> tuple[tuple[float, float, flo
     )
 
 
+def _last_checkpoint(state_path: Path) -> tuple[int, list[np.ndarray]]:
+    """(last finished round, global weights after it) of a run's ``checkpoints/state.json``
+    and the ``round_NNN.npz`` it names (``arr_0``, ``arr_1``... in state-dict order)."""
+    try:
+        state = json.loads(state_path.read_text())
+        weights_path = state_path.parent / str(state["weights"])
+        with np.load(weights_path) as npz:
+            weights = [npz[f"arr_{i}"] for i in range(len(npz.files))]
+        return int(state["last_round"]), weights
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BundleError(f"{state_path}: the last checkpoint cannot be read: {exc}") from None
+
+
 def bundle_from_run(
     run_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -184,25 +198,21 @@ def bundle_from_run(
     ``spacing`` (mm) overrides :func:`training_spacing`. Raises :class:`BundleError`
     naming the file when the run folder lacks its config, checkpoint or metrics.
     """
-    from fedshift.runstate import RunFolder
-
     run = Path(run_dir)
     config_path, metrics_path = run / "config.yaml", run / "metrics.json"
-    for path in (config_path, metrics_path, run / "checkpoints" / "state.json"):
+    state_path = run / "checkpoints" / "state.json"
+    for path in (config_path, metrics_path, state_path):
         if not path.is_file():
             raise BundleError(f"{path} is missing: {run} is not a finished run folder")
     config = OmegaConf.to_container(OmegaConf.load(config_path))
     if not isinstance(config, dict) or not isinstance(config.get("seg"), dict):
         raise BundleError(f"{config_path} has no seg section")
     seg = seg_from_dict(config["seg"], str(config_path))
-    folder = RunFolder(run)
+    last_round, weights = _last_checkpoint(state_path)
     try:
-        state = folder.load_checkpoint()
-        metrics = folder.read_metrics()
-    except (OSError, ValueError, KeyError) as exc:
-        raise BundleError(f"{run}: the checkpoint or metrics.json cannot be read: {exc}") from None
-    if state is None or state.weights is None:
-        raise BundleError(f"{run / 'checkpoints'} holds no checkpoint")
+        metrics = json.loads(metrics_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{metrics_path} is not readable JSON: {exc}") from None
     summary = run_summary(metrics)
     threshold, source = summary.threshold, summary.threshold_source
     if threshold is None:
@@ -218,7 +228,7 @@ def bundle_from_run(
             reference = IntensityReference.from_reference({k: data[k] for k in data.files})
     return write_bundle(
         out_dir,
-        weights=state.weights,
+        weights=weights,
         seg_cfg=seg,
         threshold=threshold,
         sites=summary.sites,
@@ -229,7 +239,7 @@ def bundle_from_run(
         threshold_source=source,
         source={
             "run_dir": str(run.resolve()),
-            "round": int(state.last_round),
+            "round": last_round,
             "spacing_from": spacing_source,
         },
     )

@@ -237,7 +237,7 @@ def predict_one(
     """Segment and write one scan; a bad scan gives a ``failed`` record, never raises
     (except on interrupt)."""
     try:
-        seg = segment_scan(bundle, model, scan.path, device)
+        seg = segment_scan(bundle, model, scan.path, device, keep_probability=probabilities)
     except DataError as exc:
         return _failed(scan, exc.code, str(exc)), None
     except Exception as exc:  # an unforeseen scan must not stop the others
@@ -246,7 +246,7 @@ def predict_one(
     start = time.perf_counter()
     files = {"mask": f"{scan.case}.nii.gz"}
     _write_nifti(out_dir / files["mask"], nifti_like(seg.mask, seg, "fedshift lesion mask"))
-    if probabilities:
+    if seg.probability is not None:
         files["probabilities"] = f"{scan.case}_prob.nii.gz"
         prob = nifti_like(seg.probability.astype(np.float32), seg, "fedshift lesion probability")
         _write_nifti(out_dir / files["probabilities"], prob)

@@ -74,27 +74,35 @@ class Segmentation:
     Attributes
     ----------
     mask : (X, Y, Z) uint8 in {0, 1}.
-    probability : (X, Y, Z) float32 lesion probability.
+    probability : (X, Y, Z) float32 lesion probability (linear interpolation of the
+        model's), or None when not asked for.
     affine : the file's 4x4 voxel-to-world matrix (mm).
     header : the file's header (the mask is written with it).
     lesions : components of ``mask``, largest first.
     image_ras : (X, Y, Z) the scan's intensities in RAS+ order (for the report).
     affine_ras : affine of ``image_ras``.
     orientation : the axis codes the file is stored in.
-    model_shape : shape of the model grid the network saw.
+    model_mask : (X', Y', Z') uint8, the decision on the model grid (RAS+ order).
+    model_affine : voxel-to-world (mm) of the model grid.
     timings : seconds per step of :data:`STEPS`.
     """
 
     mask: np.ndarray
-    probability: np.ndarray
+    probability: np.ndarray | None
     affine: np.ndarray
     header: Any
     lesions: list[Lesion]
     image_ras: np.ndarray
     affine_ras: np.ndarray
     orientation: tuple[str, ...]
-    model_shape: tuple[int, int, int]
+    model_mask: np.ndarray
+    model_affine: np.ndarray
     timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def model_shape(self) -> tuple[int, int, int]:
+        """Shape of the model grid the network saw."""
+        return tuple(int(n) for n in self.model_mask.shape)  # type: ignore[return-value]
 
     @property
     def volume_ml(self) -> float:
@@ -141,6 +149,27 @@ def lesion_table(mask: np.ndarray, affine: np.ndarray, connectivity: int = 26) -
     return sorted(table, key=lambda lesion: (-lesion.voxels, lesion.centroid_mm))
 
 
+def centre_threshold(prob: np.ndarray, threshold: float) -> np.ndarray:
+    """Map probabilities so that ``threshold`` goes to 0.5: ``logit(q) = logit(p) -
+    logit(t)``, i.e. ``q = p (1 - t) / (p (1 - t) + (1 - p) t)`` (monotone, 0 -> 0, 1 -> 1).
+
+    Interpolating ``q`` and cutting at 0.5 puts a boundary where the model's probability
+    crosses its threshold, between voxels; cutting interpolated ``p`` at a tuned threshold
+    far from 0.5 moves every boundary toward one side (phantoms with 4-7 mm lesions and a
+    tuned threshold of 0.95, 2 mm model, 0.9 x 0.9 x 3 mm scans: Dice 0.56-0.68 on the
+    scan's grid against 0.82-0.87 on the model's)."""
+    p = np.clip(np.asarray(prob, dtype=np.float64), 0.0, 1.0)
+    num = p * (1.0 - threshold)
+    return (num / (num + (1.0 - p) * threshold)).astype(np.float32)
+
+
+def uncentre_threshold(q: np.ndarray, threshold: float) -> np.ndarray:
+    """The inverse of :func:`centre_threshold`: ``q = 0.5`` goes back to ``threshold``."""
+    q = np.clip(np.asarray(q, dtype=np.float64), 0.0, 1.0)
+    num = q * threshold
+    return (num / (num + (1.0 - q) * (1.0 - threshold))).astype(np.float32)
+
+
 def check_scan(path: Path, timings: dict[str, float]) -> Any:
     """Read a scan and run the readiness integrity checks; return the RAS+ volume.
 
@@ -163,8 +192,10 @@ def segment_scan(
     model: nn.Module,
     path: str | Path,
     device: torch.device,
+    keep_probability: bool = False,
 ) -> Segmentation:
-    """Segment one scan with ``model`` (the package's network, already on ``device``).
+    """Segment one scan with ``model`` (the package's network, already on ``device``);
+    with ``keep_probability`` the lesion probability comes back too, on the scan's grid.
 
     Raises
     ------
@@ -190,10 +221,18 @@ def segment_scan(
     prob_model = _timed(
         timings, "sliding_window", predict_proba, model, tensor, bundle.seg, device
     ).numpy()
-    prob_ras = _timed(timings, "resample", to_scan, grid, prob_model)
     file_affine = np.asarray(vol.header.get_best_affine(), dtype=np.float64)
-    probability = to_file_order(prob_ras, vol.affine, file_affine)
-    mask = (probability >= bundle.threshold).astype(np.uint8)
+    decision = prob_model >= bundle.threshold  # the model's decision, as in training
+    if grid.identity:
+        mask_ras, prob_ras = decision, prob_model
+    else:
+        centred = centre_threshold(prob_model, bundle.threshold)
+        back = _timed(timings, "resample", to_scan, grid, centred)
+        mask_ras, prob_ras = back >= 0.5, uncentre_threshold(back, bundle.threshold)
+    mask = to_file_order(mask_ras.astype(np.uint8), vol.affine, file_affine)
+    probability = None
+    if keep_probability:
+        probability = to_file_order(prob_ras.astype(np.float32), vol.affine, file_affine)
     lesions = _timed(
         timings, "lesions", lesion_table, mask, file_affine, bundle.seg.eval.connectivity
     )
@@ -206,7 +245,8 @@ def segment_scan(
         image_ras=raw,
         affine_ras=np.asarray(vol.affine, dtype=np.float64),
         orientation=tuple(vol.orientation),
-        model_shape=grid.shape,
+        model_mask=decision.astype(np.uint8),
+        model_affine=grid.affine,
         timings=timings,
     )
 
