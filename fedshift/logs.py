@@ -23,7 +23,8 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 DATEFMT = "%H:%M:%S"
 #: set by :func:`setup` for the processes a command starts (Ray's workers inherit it)
 VERBOSE_ENV = "FEDSHIFT_VERBOSE"
-#: libraries that log their own plumbing at INFO; shown with -v only
+#: libraries that log their own plumbing: at WARNING, at INFO with -v (their DEBUG lines,
+#: e.g. matplotlib's ~200 font-cache lines per report, would bury FedShift's and Flower's)
 CHATTY = ("alembic", "filelock", "asyncio", "urllib3", "httpx", "PIL", "matplotlib")
 #: off a terminal, the least time between two progress lines of one task
 LOG_EVERY_S = 30.0
@@ -65,7 +66,7 @@ def setup(verbose: bool = False, stream: TextIO | None = None) -> None:
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     for name in CHATTY:
-        logging.getLogger(name).setLevel(logging.NOTSET if verbose else logging.WARNING)
+        logging.getLogger(name).setLevel(logging.INFO if verbose else logging.WARNING)
     os.environ[VERBOSE_ENV] = "1" if verbose else "0"
 
 

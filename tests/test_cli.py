@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fedshift import cli, logs
-from fedshift.config import load_config
+from fedshift.config import CONFIG_DIR, load_config
 from fedshift.runconfig import RunConfig, default_run, flatten
 
 
@@ -103,4 +103,19 @@ def test_config_show_prints_every_key_with_a_comment(
     # the output is a config file that gives the same run back
     (tmp_path / "shown.yaml").write_text(text)
     again = load_config(RunConfig, [tmp_path / "shown.yaml"])
-    assert again == load_config(RunConfig, [], ["fed.rounds=3", "data.sites=[/a,b c]"])
+    overrides = ["fed.rounds=3", "data.sites=[/a,b c]"]
+    assert again == load_config(RunConfig, [CONFIG_DIR / "default.yaml"], overrides)
+
+
+def test_chatty_libraries_stay_out_of_debug(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["config", "show", "-v"]) == 0
+    logging.getLogger("matplotlib.font_manager").debug("findfont: score(...) = 10.05")
+    logging.getLogger("alembic.runtime.plugins").info("setup plugin alembic.autogenerate")
+    logging.getLogger("fedshift.test").debug("a FedShift debug line")
+    err = capsys.readouterr().err
+    assert "findfont" not in err
+    assert "setup plugin" in err and "a FedShift debug line" in err
+    assert cli.main(["config", "show"]) == 0
+    logging.getLogger("alembic.runtime.plugins").info("setup plugin alembic.autogenerate")
+    logging.getLogger("fedshift.test").debug("a FedShift debug line")
+    assert capsys.readouterr().err == ""
