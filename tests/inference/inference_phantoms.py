@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -131,3 +132,28 @@ def write_case(
     nib.save(nib.Nifti1Image(image, affine), str(img_path))
     nib.save(nib.Nifti1Image(label, affine), str(lab_path))
     return img_path, lab_path
+
+
+def write_run_folder(trained: Any, root: Path) -> Path:
+    """``root/run``: a finished run folder (as RunFolder writes it) whose last checkpoint
+    is ``trained``'s network (a :class:`fedshift.bundle.io.ModelBundle`)."""
+    from fedshift.model.network import get_weights
+    from fedshift.record import RunRecord
+    from fedshift.runconfig import DataConfig, RunConfig
+    from fedshift.runstate import RunFolder, RunState
+
+    run = RunFolder(root / "run")
+    # a synthetic federation at the model's spacing: the package reads voxel_mm from it
+    data = DataConfig(synth_overrides=(f"voxel_mm={MODEL_SPACING:g}",))
+    run.write_config(RunConfig(out=str(run.root), data=data, seg=trained.seg))
+    sites = {"a": {"train_num-examples": 5.0, "val_dice": 0.9, "val_n_cases": 1.0}}
+    record = RunRecord.from_json(
+        {
+            "rounds": [{"round": 1, "sites": sites}],
+            "final": {"sites": {}, "target": {}, "target_threshold": trained.threshold},
+        }
+    )
+    state = RunState(1, get_weights(trained.network), record)
+    run.save_checkpoint(state)
+    run.write_record(record)
+    return run.root

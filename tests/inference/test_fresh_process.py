@@ -13,33 +13,20 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from inference_phantoms import LESION_MM, MODEL_SPACING, draw_lesions, grid, rotation, write_case
+from inference_phantoms import (
+    LESION_MM,
+    MODEL_SPACING,
+    draw_lesions,
+    grid,
+    rotation,
+    write_case,
+    write_run_folder,
+)
 
 from fedshift.bundle import bundle_from_run
 from fedshift.bundle.io import ModelBundle
-from fedshift.model.network import get_weights
-from fedshift.record import RunRecord
-from fedshift.runconfig import RunConfig
-from fedshift.runstate import RunFolder, RunState
 
 pytestmark = pytest.mark.slow  # two fresh Python processes importing torch and MONAI
-
-
-def _run_of(trained: ModelBundle, root: Path) -> Path:
-    """A finished run folder holding the trained model as its last checkpoint."""
-    run = RunFolder(root / "run")
-    run.write_config(RunConfig(out=str(run.root), seg=trained.seg))
-    sites = {"a": {"train_num-examples": 5.0, "val_dice": 0.9, "val_n_cases": 1.0}}
-    record = RunRecord.from_json(
-        {
-            "rounds": [{"round": 1, "sites": sites}],
-            "final": {"sites": {}, "target": {}, "target_threshold": trained.threshold},
-        }
-    )
-    state = RunState(1, get_weights(trained.network), record)
-    run.save_checkpoint(state)
-    run.write_record(record)
-    return run.root
 
 
 def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -52,7 +39,7 @@ def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 def test_a_package_predicts_in_fresh_processes_without_its_run(
     trained: ModelBundle, tmp_path: Path
 ) -> None:
-    run = _run_of(trained, tmp_path)
+    run = write_run_folder(trained, tmp_path)
     package = bundle_from_run(run, tmp_path / "shipped" / "model", spacing=(MODEL_SPACING,) * 3)
     shutil.rmtree(run)
     scans = tmp_path / "scans"

@@ -11,13 +11,24 @@ import nibabel as nib
 import numpy as np
 import pytest
 import torch
-from inference_phantoms import LESION_MM, draw_lesions, grid, render, rotation, write_case
+from inference_phantoms import (
+    LESION_MM,
+    draw_lesions,
+    grid,
+    render,
+    rotation,
+    write_case,
+    write_run_folder,
+)
 
+from fedshift.bundle import load_bundle, site_bundle
 from fedshift.bundle.io import ModelBundle
 from fedshift.cli import main
 from fedshift.errors import UsageError
 from fedshift.inference.predict import ScanInput, atomic_write, find_inputs, predict_one
+from fedshift.inference.segment import segment_scan
 from fedshift.model.metrics import dice
+from fedshift.shift.intensity import IntensityMap
 
 LPS = np.diag([-1.0, -1.0, 1.0])
 #: name -> (voxel sizes in mm, voxel axis directions)
@@ -202,3 +213,36 @@ def test_cuda_without_a_gpu_is_a_usage_error(
     )
     assert code == 2 and "no CUDA device" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_a_finished_run_folder_is_a_model_too(
+    trained: ModelBundle, trained_package: Path, tmp_path: Path
+) -> None:
+    run = write_run_folder(trained, tmp_path)
+    scan = _good_scan(tmp_path, "scan", 3)
+    assert main(["predict", str(run), str(scan), "--out", str(tmp_path / "a"), "--no-report"]) == 0
+    assert main(["predict", str(trained_package), str(scan), "--out", str(tmp_path / "b")]) == 0
+    a, b = (np.asarray(nib.load(tmp_path / x / "scan.nii.gz").dataobj) for x in "ab")
+    assert np.array_equal(a, b) and a.any()
+    summary = json.loads((tmp_path / "a" / "predict.json").read_text())
+    assert summary["model"]["package"] == str(run.resolve())
+    assert not (tmp_path / "a" / "report.html").exists()
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoints", "config.yaml", "metrics.json"]
+
+
+def test_a_site_package_applies_its_intensity_map(trained_package: Path, tmp_path: Path) -> None:
+    scan = _good_scan(tmp_path, "scan", 4)
+    cpu = torch.device("cpu")
+    plain = load_bundle(trained_package)
+    same = IntensityMap(x=np.array([-10.0, 10.0]), y=np.array([-10.0, 10.0]))
+    flat = IntensityMap(x=np.array([-10.0, 10.0]), y=np.array([0.0, 0.0]))
+    masks = {}
+    for name, mapping in (("none", None), ("identity", same), ("flat", flat)):
+        bundle = (
+            plain
+            if mapping is None
+            else load_bundle(site_bundle(trained_package, tmp_path / name, mapping, site=name))
+        )
+        masks[name] = segment_scan(bundle, bundle.network, scan, cpu).mask
+    assert masks["none"].any() and np.array_equal(masks["none"], masks["identity"])
+    assert not masks["flat"].any()  # a brain mapped to one intensity shows no lesion
