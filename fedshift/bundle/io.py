@@ -33,6 +33,7 @@ from fedshift.bundle.layout import (
     IntensityReference,
     file_sha256,
     major,
+    monai_metadata,
     read_metadata,
     seg_from_dict,
     seg_to_dict,
@@ -101,57 +102,6 @@ def _state_dict(weights: Weights, seg: SegConfig) -> OrderedDict[str, torch.Tens
             )
         out[name] = tensor.clone()
     return out
-
-
-def _metadata(seg: SegConfig, info: dict[str, Any], created: str) -> dict[str, Any]:
-    """MONAI's metadata fields (schema of the Model Zoo) plus the ``fedshift`` section."""
-    import monai
-
-    patch = [int(p) for p in seg.train.patch_size]
-    return {
-        "version": __version__,
-        "changelog": {__version__: "written by FedShift"},
-        "monai_version": monai.__version__,
-        "pytorch_version": torch.__version__.split("+")[0],
-        "numpy_version": np.__version__,
-        "required_packages_version": {"fedshift": __version__},
-        "task": "Multiple-sclerosis lesion segmentation on FLAIR MRI",
-        "description": "A FedShift federated model: 3D UNet (MONAI) with FedShift "
-        "preprocessing (N4, brain mask, z-score); see the 'fedshift' section.",
-        "authors": "FedShift federation",
-        "copyright": "",
-        "data_type": "nifti",
-        "image_classes": "one channel: FLAIR",
-        "label_classes": "0 background, 1 lesion",
-        "network_data_format": {
-            "inputs": {
-                "image": {
-                    "type": "image",
-                    "format": "magnitude",
-                    "modality": "MR",
-                    "num_channels": 1,
-                    "spatial_shape": patch,
-                    "dtype": "float32",
-                    "value_range": [-float(seg.preprocess.clip), float(seg.preprocess.clip)],
-                    "is_patch_data": True,
-                    "channel_def": {"0": "FLAIR"},
-                }
-            },
-            "outputs": {
-                "pred": {
-                    "type": "image",
-                    "format": "segmentation",
-                    "num_channels": 2,
-                    "spatial_shape": patch,
-                    "dtype": "float32",
-                    "value_range": [0, 1],
-                    "is_patch_data": True,
-                    "channel_def": dict(LABEL_MAP),
-                }
-            },
-        },
-        "fedshift": {"created": created, **info},
-    }
 
 
 def _replace_folder(tmp: Path, out_dir: Path) -> None:
@@ -253,7 +203,9 @@ def write_bundle(
     return _write_package(
         Path(out_dir),
         state,
-        lambda files: json.loads(json.dumps(_metadata(seg_cfg, {**info, "files": files}, created))),
+        lambda files: json.loads(
+            json.dumps(monai_metadata(seg_cfg, {**info, "files": files}, created))
+        ),
         None,
     )
 

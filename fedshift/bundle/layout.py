@@ -180,3 +180,58 @@ def read_metadata(root: Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or not isinstance(meta.get("fedshift"), dict):
         raise BundleError(f"{path} has no 'fedshift' section: not a FedShift model package")
     return meta
+
+
+def monai_metadata(seg: SegConfig, info: dict[str, Any], created: str) -> dict[str, Any]:
+    """``configs/metadata.json``: MONAI's metadata fields (those of the Model Zoo's
+    bundles) plus the ``fedshift`` section ``info`` with its creation date."""
+    import monai
+    import torch
+
+    from fedshift import __version__
+
+    patch = [int(p) for p in seg.train.patch_size]
+    return {
+        "version": __version__,
+        "changelog": {__version__: "written by FedShift"},
+        "monai_version": monai.__version__,
+        "pytorch_version": torch.__version__.split("+")[0],
+        "numpy_version": np.__version__,
+        "required_packages_version": {"fedshift": __version__},
+        "task": "Multiple-sclerosis lesion segmentation on FLAIR MRI",
+        "description": "A FedShift federated model: 3D UNet (MONAI) with FedShift "
+        "preprocessing (N4, brain mask, z-score); see the 'fedshift' section.",
+        "authors": "FedShift federation",
+        "copyright": "",
+        "data_type": "nifti",
+        "image_classes": "one channel: FLAIR",
+        "label_classes": "0 background, 1 lesion",
+        "network_data_format": {
+            "inputs": {
+                "image": {
+                    "type": "image",
+                    "format": "magnitude",
+                    "modality": "MR",
+                    "num_channels": 1,
+                    "spatial_shape": patch,
+                    "dtype": "float32",
+                    "value_range": [-float(seg.preprocess.clip), float(seg.preprocess.clip)],
+                    "is_patch_data": True,
+                    "channel_def": {"0": "FLAIR"},
+                }
+            },
+            "outputs": {
+                "pred": {
+                    "type": "image",
+                    "format": "segmentation",
+                    "num_channels": 2,
+                    "spatial_shape": patch,
+                    "dtype": "float32",
+                    "value_range": [0, 1],
+                    "is_patch_data": True,
+                    "channel_def": dict(LABEL_MAP),
+                }
+            },
+        },
+        "fedshift": {"created": created, **info},
+    }

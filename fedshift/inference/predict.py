@@ -129,7 +129,9 @@ def pick_device(name: str) -> torch.device:
     try:
         return choose_device(name)
     except ConfigError as exc:
-        raise UsageError(f"--device {name}: {str(exc).split(': ', 1)[-1]}") from None
+        if "no CUDA device" in str(exc):
+            raise UsageError(f"--device {name}: this machine has no CUDA device") from None
+        raise UsageError(f"--device {name}: {str(exc).replace('train.device', 'device')}") from None
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
