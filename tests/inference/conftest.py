@@ -25,7 +25,7 @@ from fedshift.bundle.io import ModelBundle  # noqa: E402
 from fedshift.model.trainer import SiteTrainer  # noqa: E402
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def one_torch_thread() -> Iterator[None]:
     """Tiny volumes gain nothing from threads; one keeps a shared machine responsive."""
     before = torch.get_num_threads()
