@@ -13,6 +13,7 @@ import pytest
 import torch
 from inference_phantoms import (
     LESION_MM,
+    MODEL_SPACING,
     draw_lesions,
     grid,
     render,
@@ -33,7 +34,7 @@ from fedshift.shift.intensity import IntensityMap
 LPS = np.diag([-1.0, -1.0, 1.0])
 #: name -> (voxel sizes in mm, voxel axis directions)
 SCANS = {
-    "lps_model_spacing": ((2.0, 2.0, 2.0), LPS),
+    "lps_model_spacing": ((MODEL_SPACING,) * 3, LPS),
     "lps_aniso": ((0.9, 0.9, 3.0), LPS),
     "oblique_aniso": ((0.9, 0.9, 3.0), LPS @ rotation(2, 25) @ rotation(0, 15)),
 }
@@ -71,11 +72,11 @@ def test_mask_is_on_the_scans_grid_and_scores_as_in_model_space(
     _, truth_model = render(seg.model_affine, seg.model_mask.shape, lesions, rng)
     dice_model = dice(seg.model_mask > 0, truth_model > 0)
     assert dice_model > 0.8, f"the tiny model did not learn the task ({dice_model:.3f})"
-    if spacing == (2.0, 2.0, 2.0):
+    if spacing == (MODEL_SPACING,) * 3:
         assert seg.model_mask.shape == tuple(shape)  # no resampling at the model's spacing
         assert dice_scan == pytest.approx(dice_model, abs=1e-6)
     # the way back loses at most 0.02; it may gain: boundaries land between model voxels
-    # where the probability crosses the threshold, finer than the model grid's 2 mm
+    # where the probability crosses the threshold, finer than the model grid
     assert dice_model - 0.02 <= dice_scan <= dice_model + 0.05, (dice_scan, dice_model)
 
     # each true lesion is found where it is, in scanner millimetres
@@ -87,7 +88,7 @@ def test_mask_is_on_the_scans_grid_and_scores_as_in_model_space(
 
 def _good_scan(folder: Path, name: str, seed: int) -> Path:
     rng = np.random.default_rng((8, seed))
-    affine, shape = grid((2.0, 2.0, 2.0), directions=LPS)
+    affine, shape = grid((MODEL_SPACING,) * 3, directions=LPS)
     image_path, _ = write_case(
         folder / "work", name, affine, shape, draw_lesions(rng, 3, LESION_MM), rng
     )
