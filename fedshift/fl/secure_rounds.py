@@ -35,6 +35,7 @@ from flwr.serverapp import Grid
 
 from fedshift.errors import SecureAggregationError
 from fedshift.fl import keys
+from fedshift.fl.grid import send
 from fedshift.fl.records import to_arrays
 from fedshift.record import DiagnosisRecord
 from fedshift.runconfig import RunConfig
@@ -84,23 +85,14 @@ def _exchange(
     round_id: str,
     timeout_s: float,
 ) -> dict[int, RecordDict]:
-    """Send one message per node; the replies' contents by node (error replies left out)."""
+    """Send one message per node; the replies' contents by node (error replies logged
+    and left out), with the sites done counted on the console."""
     msgs = [
         Message(content, dst_node_id=node, message_type=message_type, group_id=round_id)
         for node, content in contents.items()
     ]
-    out = {}
-    for reply in grid.send_and_receive(msgs, timeout=timeout_s):
-        node = reply.metadata.src_node_id
-        if reply.has_error():
-            log.error(
-                "%s: node %d replied with an error: %s", message_type, node, reply.error.reason
-            )
-        else:
-            out[node] = reply.content
-    if len(out) < len(msgs):
-        log.warning("%s: %d of %d sites replied", message_type, len(out), len(msgs))
-    return out
+    step = f"secure statistics: {message_type.removeprefix('query.')}"
+    return {r.metadata.src_node_id: r.content for r in send(grid, msgs, timeout_s, step)}
 
 
 def _secagg(content: RecordDict) -> dict[str, Any]:

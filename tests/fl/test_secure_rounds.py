@@ -37,7 +37,9 @@ SERVER_NODE = 1
 
 def _cfg(out: Path) -> RunConfig:
     seg = replace(SegConfig(), model=ModelConfig(channels=(4, 8, 16), strides=(2, 2), feat_dim=F))
-    return replace(RunConfig(), out=str(out), seg=seg)
+    # a dropped site never replies: the coordinator waits fed.timeout_s for it
+    fed = replace(RunConfig().fed, timeout_s=0.5)
+    return replace(RunConfig(), out=str(out), seg=seg, fed=fed)
 
 
 def _site_stats(seed: int, labelled: bool, shift: float = 0.0) -> LocalStatistics:
@@ -89,7 +91,8 @@ class StubWorker:
 
 
 class LocalGrid:
-    """``send_and_receive`` in one process; ``drop`` leaves out replies of (type, node)."""
+    """A Grid in one process: ``push_messages`` runs the ClientApp at once and keeps the
+    replies for ``pull_messages``; ``drop`` leaves out replies of (type, node)."""
 
     def __init__(self, cfg: RunConfig, names: dict[int, str]) -> None:
         self.app = make_client_app(flatten(cfg))
@@ -99,19 +102,26 @@ class LocalGrid:
         }
         self.drop: set[tuple[str, int]] = set()
         self.sent: list[RecordDict] = []  # what reached the coordinator
+        self.pull_interval = 0.0
+        self.waiting: dict[str, Message] = {}
 
-    def send_and_receive(self, messages: Iterable[Message], timeout: float | None = None):
-        replies = []
+    def push_messages(self, messages: Iterable[Message]) -> list[str]:
+        ids = []
         for msg in messages:
             node = msg.metadata.dst_node_id
             msg = serde.message_from_proto(serde.message_to_proto(msg))
+            msg.metadata.__dict__["_message_id"] = msg.object_id  # what the SuperLink sets
+            ids.append(msg.metadata.message_id)
             reply = self.app(msg, self.contexts[node])
             if (msg.metadata.message_type, node) in self.drop:
                 continue
             reply = serde.message_from_proto(serde.message_to_proto(reply))
             self.sent.append(reply.content)
-            replies.append(reply)
-        return replies
+            self.waiting[msg.metadata.message_id] = reply
+        return ids
+
+    def pull_messages(self, message_ids: Iterable[str]) -> list[Message]:
+        return [self.waiting.pop(i) for i in list(message_ids) if i in self.waiting]
 
 
 @pytest.fixture(autouse=True)
