@@ -7,6 +7,7 @@ Layout of ``RUN``::
     RUN/diagnosis.json              the last shift diagnosis (``DiagnosisRecord``)
     RUN/reference.npz               the federation's reference the sites last received
     RUN/secure_sum.npz              the decoded sum over sites of the last statistics round
+    RUN/model/                      the final global model package (MONAI Bundle layout)
     RUN/checkpoints/state.json      last finished round, history, strategy record
     RUN/checkpoints/round_NNN.npz   global model after round NNN
 
@@ -130,3 +131,16 @@ class RunFolder:
     def save_arrays(self, name: str, arrays: Mapping[str, np.ndarray]) -> Path:
         """``RUN/NAME`` (an ``.npz``: the reference, the decoded secure sum)."""
         return atomic.save_npz(self.root / name, arrays)
+
+    def load_arrays(self, name: str) -> dict[str, np.ndarray] | None:
+        """The arrays of ``RUN/NAME``, ``None`` when the run has not written it."""
+        path = self.root / name
+        if not path.is_file():
+            return None
+        with np.load(path) as data:
+            return {key: data[key].copy() for key in data.files}
+
+    @property
+    def model_dir(self) -> Path:
+        """``RUN/model``: the final global model package (:mod:`fedshift.bundle`)."""
+        return self.root / "model"

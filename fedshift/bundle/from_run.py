@@ -118,19 +118,6 @@ def run_summary(metrics: Any) -> RunSummary:
     return RunSummary(threshold, source, sites, val_dice)
 
 
-def _ras_voxel_sizes(path: Path) -> tuple[float, float, float]:
-    """Voxel sizes (mm) of an image file along its RAS-reoriented axes (header only)."""
-    from nibabel.orientations import io_orientation
-
-    from fedshift.data.nifti import load_image
-
-    affine = np.asarray(load_image(path).affine, dtype=np.float64)
-    sizes, out = np.sqrt((affine[:3, :3] ** 2).sum(axis=0)), [0.0, 0.0, 0.0]
-    for axis, (ras_axis, _flip) in enumerate(io_orientation(affine)):
-        out[int(ras_axis)] = float(sizes[axis])
-    return out[0], out[1], out[2]
-
-
 def training_spacing(config: Mapping[str, Any]) -> tuple[tuple[float, float, float], str]:
     """The voxel size the run trained at, and where it was read.
 
@@ -143,6 +130,7 @@ def training_spacing(config: Mapping[str, Any]) -> tuple[tuple[float, float, flo
         neither is available.
     """
     from fedshift.data.layout import discover_site
+    from fedshift.data.nifti import ras_voxel_sizes
 
     spacings = []
     for folder in _get(config, "data", "sites", default=[]) or []:
@@ -150,7 +138,7 @@ def training_spacing(config: Mapping[str, Any]) -> tuple[tuple[float, float, flo
             continue
         cases = discover_site(folder).split("train")
         if cases:
-            spacings.append(_ras_voxel_sizes(cases[0].image))
+            spacings.append(ras_voxel_sizes(cases[0].image))
     if spacings:
         if len({tuple(np.round(s, 3)) for s in spacings}) > 1:
             log.warning("the sites' voxel sizes differ (%s); the package uses the median", spacings)

@@ -313,3 +313,12 @@ def read_volume(path: str | os.PathLike[str], *, reorient: bool = True) -> Volum
                 permuted[int(new_axis)] = zooms[axis]
             zooms = tuple(permuted)
     return Volume(data, affine, zooms, img.header, path, axcodes, fixes)
+
+
+def ras_voxel_sizes(path: Path) -> tuple[float, float, float]:
+    """Voxel sizes (mm) of an image along its RAS-reoriented axes, from the header only."""
+    affine = np.asarray(load_image(path).affine, dtype=np.float64)
+    sizes, out = np.sqrt((affine[:3, :3] ** 2).sum(axis=0)), [0.0, 0.0, 0.0]
+    for axis, (ras_axis, _flip) in enumerate(io_orientation(affine)):
+        out[int(ras_axis)] = float(sizes[axis])
+    return out[0], out[1], out[2]

@@ -29,6 +29,12 @@ def make_client_app(defaults: Mapping[str, Any] | None = None) -> ClientApp:
 
         return client.handle_readiness(msg, context, defaults)
 
+    @app.query(keys.MODEL_HANDLER)
+    def model(msg: Message, context: Context) -> Message:
+        from fedshift.fl import client
+
+        return client.handle_model(msg, context, defaults)
+
     @app.train()
     def train(msg: Message, context: Context) -> Message:
         from fedshift.fl import client

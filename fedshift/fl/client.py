@@ -8,6 +8,7 @@ site list at index ``partition-id``. The working folder comes from ``work-dir`` 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -61,10 +62,13 @@ def handle_readiness(
     """Run readiness; reply with the level and counts only."""
     worker = make_worker(context, defaults)
     r = worker.readiness()
+    counts: dict[str, Any] = {keys.N_CASES: r.n_cases, keys.N_USABLE: r.n_usable}
+    if r.spacing:
+        counts[keys.SPACING] = [float(v) for v in r.spacing]
     content = RecordDict(
         {
             keys.SITE: site_record(r.site, **{keys.LEVEL: r.level, keys.LABELLED: r.labelled}),
-            keys.METRICS: MetricRecord({keys.N_CASES: r.n_cases, keys.N_USABLE: r.n_usable}),
+            keys.METRICS: MetricRecord(counts),
         }
     )
     return Message(content, reply_to=msg)
@@ -112,3 +116,17 @@ def handle_evaluate(
         }
     )
     return Message(content, reply_to=msg)
+
+
+def handle_model(
+    msg: Message, context: Context, defaults: Mapping[str, Any] | None = None
+) -> Message:
+    """Keep the federation's final model as this site's package (``WORK/model``)."""
+    from fedshift.site.model import keep_model
+
+    worker = make_worker(context, defaults)
+    config: ConfigRecord = msg.content.config_records[keys.CONFIG]
+    package = json.loads(str(config[keys.PACKAGE]))
+    path = keep_model(worker, from_arrays(msg.content.array_records[keys.ARRAYS]), package)
+    site = site_record(worker.name, **{keys.MODEL_DIR: str(path)})
+    return Message(RecordDict({keys.SITE: site}), reply_to=msg)

@@ -36,6 +36,7 @@ class SiteInfo:
     labelled: bool
     n_cases: int
     n_usable: int
+    spacing: tuple[float, float, float] | None = None  # mm, RAS: what its images are at
 
 
 def wait_for_nodes(grid: Grid, expected: int, timeout_s: float) -> list[int]:
@@ -107,6 +108,7 @@ def query_readiness(grid: Grid, nodes: list[int], timeout_s: float) -> dict[int,
     for reply in send(grid, msgs, timeout_s, "readiness"):
         site = reply.content.config_records[keys.SITE]
         counts = reply_metrics(reply.content)
+        spacing = reply.content.metric_records[keys.METRICS].get(keys.SPACING)
         node = reply.metadata.src_node_id
         sites[node] = SiteInfo(
             node,
@@ -115,8 +117,15 @@ def query_readiness(grid: Grid, nodes: list[int], timeout_s: float) -> dict[int,
             bool(site[keys.LABELLED]),
             int(counts[keys.N_CASES]),
             int(counts[keys.N_USABLE]),
+            _spacing(spacing),
         )
     return sites
+
+
+def _spacing(value: object) -> tuple[float, float, float] | None:
+    if isinstance(value, list | tuple) and len(value) == 3:
+        return float(value[0]), float(value[1]), float(value[2])
+    return None
 
 
 def by_site(replies: list[Message]) -> list[Message]:

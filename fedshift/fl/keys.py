@@ -5,6 +5,8 @@ TRAIN = "train"
 EVALUATE = "evaluate"
 QUERY_READINESS = "query.readiness"
 READINESS_HANDLER = "readiness"  # @app.query(READINESS_HANDLER)
+MODEL_HANDLER = "model"  # the final model, sent to every site after the last round
+QUERY_MODEL = f"query.{MODEL_HANDLER}"
 
 # record keys inside a RecordDict (the strategy's defaults for arrays and config)
 ARRAYS = "arrays"
@@ -29,6 +31,9 @@ SITE_NAME = "name"
 LEVEL = "level"
 N_CASES = "n-cases"
 N_USABLE = "n-usable"
+SPACING = "spacing-mm"  # readiness: median voxel size of the site's training images (RAS)
+PACKAGE = "package"  # model: the package's description (JSON), bundle.write_bundle's kwargs
+MODEL_DIR = "model-dir"  # model reply: where the site keeps it
 LABELLED = "labelled"
 
 # secure statistics rounds (fedshift.fl.secure_rounds <-> fedshift.fl.client_secure);

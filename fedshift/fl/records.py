@@ -37,8 +37,9 @@ def reply_site(content: RecordDict) -> str:
 
 
 def reply_metrics(content: RecordDict) -> dict[str, float]:
+    """The reply's scalar metrics (list values, such as a voxel size, are read apart)."""
     record = content.metric_records[keys.METRICS]
-    return {k: float(v) for k, v in record.items()}  # type: ignore[arg-type]
+    return {k: float(v) for k, v in record.items() if not isinstance(v, list)}  # type: ignore[arg-type]
 
 
 def run_config(context: Context, defaults: Mapping[str, Any] | None = None) -> RunConfig:

@@ -9,7 +9,8 @@ before round 1 (the reference that intensity alignment needs) and after the last
 (the shift diagnosis of the final model), and between rounds with
 ``fed.stats_every_round`` or in rounds that align embeddings (``seg.align.method``).
 Flower has no checkpoint/resume of its own: ``resume=true`` continues after the last
-checkpointed round.
+checkpointed round. The run ends with the final model as a package in ``RUN/model`` and
+at every site (:mod:`fedshift.fl.final_model`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from flwr.serverapp import Grid
 from fedshift import policy
 from fedshift.errors import FedShiftError
 from fedshift.fl import keys
+from fedshift.fl.final_model import finish_with_package
 from fedshift.fl.grid import SiteInfo, query_readiness, send, wait_for_nodes
 from fedshift.fl.records import from_arrays, reply_metrics, reply_site, to_arrays
 from fedshift.fl.secure_rounds import federation_round
@@ -120,6 +122,9 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
         folder.save_checkpoint(state)
         folder.write_record(state.record)
     finish(grid, sites, state, strategy, cfg)
+    t_package = time.perf_counter()
+    finish_with_package(grid, folder, state, sites, strategy.val_dice, cfg)
+    state.record.timing["model_package_s"] = time.perf_counter() - t_package
     state.record.timing = {
         **timing,
         **state.record.timing,

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from fedshift.data.layout import SiteLayout
+from fedshift.data.nifti import ras_voxel_sizes
+from fedshift.errors import DataError
 from fedshift.readiness.runner import run_readiness
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,23 @@ class Readiness:
     n_cases: int
     n_usable: int
     labelled: bool
+    spacing: tuple[float, float, float] | None = None  # median voxel size (mm, RAS)
+
+
+def training_spacing(layout: SiteLayout, n: int = 5) -> tuple[float, float, float] | None:
+    """Median voxel size (mm, RAS axes) of the site's first ``n`` training images, read
+    from their headers (the model package records what the federation trained at);
+    ``None`` without a readable training image."""
+    sizes = []
+    for case in layout.split("train")[:n]:
+        try:
+            sizes.append(ras_voxel_sizes(case.image))
+        except (DataError, OSError):
+            continue
+    if not sizes:
+        return None
+    median = np.median(np.asarray(sizes), axis=0)
+    return float(median[0]), float(median[1]), float(median[2])
 
 
 def fingerprint(layout: SiteLayout) -> str:

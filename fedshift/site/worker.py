@@ -43,7 +43,7 @@ from fedshift.shift.stats import gaussian_from
 from fedshift.site.calibration import measure_calibration
 from fedshift.site.files import ShiftFolder
 from fedshift.site.overlay import write_overlay
-from fedshift.site.readiness import Readiness, cached_readiness
+from fedshift.site.readiness import Readiness, cached_readiness, training_spacing
 from fedshift.site.stats import LocalStatistics, site_statistics
 
 log = logging.getLogger(__name__)
@@ -112,6 +112,7 @@ class SiteWorker:
             int(report["n_cases"]),
             int(report["n_usable"]),
             self.layout.has_train_labels,
+            training_spacing(self.layout),
         )
 
     # -- data -----------------------------------------------------------------------
