@@ -19,11 +19,11 @@ case failed. The per-case numbers stay at the site.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from fedshift import atomic
 from fedshift.inference.evaluate import evaluate_site, table
-from fedshift.inference.predict import json_safe, open_model, write_text
+from fedshift.inference.predict import open_model
 
 HELP = "score a model package on a site's labelled cases (Dice, lesion F1, AVD, HD95)"
 
@@ -43,6 +43,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"threshold {result['threshold']:.2f}; {result['definition']}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_text(args.out, json.dumps(json_safe(result), indent=1))
+        atomic.write_json(args.out, result)
         print(f"results in {args.out}")
     return 1 if result["summary"]["n_failed"] else 0

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import math
 import os
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ import nibabel as nib
 import numpy as np
 import torch
 
-from fedshift import __version__
+from fedshift import __version__, atomic
 from fedshift.bundle.from_run import bundle_from_run
 from fedshift.bundle.io import ModelBundle, load_bundle
 from fedshift.bundle.layout import METADATA
@@ -134,27 +133,8 @@ def pick_device(name: str) -> torch.device:
         raise UsageError(f"--device {name}: {str(exc).replace('train.device', 'device')}") from None
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary name next to ``path`` (same suffixes), then
-    rename; the temporary file is removed if writing fails."""
-    suffix = "".join(path.suffixes) or ".tmp"
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
-
-
 def _write_nifti(path: Path, img: nib.Nifti1Image) -> None:
-    atomic_write(path, lambda tmp: nib.save(img, str(tmp)))
+    atomic.write_with(path, lambda tmp: nib.save(img, str(tmp)))
 
 
 def _case_record(scan: ScanInput, seg: Segmentation, files: dict[str, str]) -> dict[str, Any]:
@@ -305,21 +285,9 @@ def predict_inputs(
         "cases_per_minute": 60.0 * len(cases) / seconds if seconds > 0 else math.nan,
         "timings_s": {step: sum(c["timings_s"][step] for c in ok) for step in STEPS},
     }
-    write_text(out / "lesions.csv", lesions_csv(cases))
+    atomic.write_text(out / "lesions.csv", lesions_csv(cases))
     if report:
-        write_text(out / "report.html", predict_report(summary, figures))
+        atomic.write_text(out / "report.html", predict_report(summary, figures))
         summary["report"] = "report.html"
-    write_text(out / "predict.json", json.dumps(json_safe(summary), indent=1))
+    atomic.write_json(out / "predict.json", summary)
     return summary
-
-
-def json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

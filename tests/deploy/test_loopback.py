@@ -185,6 +185,18 @@ def test_loopback_deployment(tmp_path: Path) -> None:
             with np.load(tmp_path / "work" / name / "shift" / "local.npz") as local:
                 counts = [c for c in local["vector"][INTENSITY] if c > 0]
             assert len(counts) >= 5 and not holds_sequence(coordinator_text, counts), name
+        # the last message: every enrolled site keeps the final model and segments with it
+        from fedshift.bundle import load_bundle
+        from fedshift.inference.predict import predict_inputs
+
+        assert load_bundle(out / "model").info["site"] is None
+        for name in ENROLLED:
+            kept = load_bundle(tmp_path / "work" / name / "model")
+            assert kept.info["site"] == name
+            done = predict_inputs(
+                kept, [tmp_path / "data" / name / "imagesTs"], tmp_path / "pred" / name
+            )
+            assert done["n_ok"] >= 1 and done["n_failed"] == 0, done
     finally:
         for proc in reversed(procs.values()):
             if proc.poll() is None:

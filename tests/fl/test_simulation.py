@@ -82,6 +82,32 @@ def test_metrics_contract(uninterrupted: dict, work: Path) -> None:
     assert (work / "full" / "checkpoints" / "round_002.npz").is_file()
 
 
+def test_the_run_ends_with_the_model_at_the_coordinator_and_every_site(
+    uninterrupted: dict, work: Path
+) -> None:
+    """RUN/model is the final global model; each site keeps the same weights in
+    RUN/sites/<site>/model, with the threshold the final evaluation used for the target."""
+    import numpy as np
+
+    from fedshift.bundle import load_bundle
+    from fedshift.model.network import get_weights
+
+    out = work / "full"
+    package = load_bundle(out / "model")
+    with np.load(out / "checkpoints" / "round_002.npz") as last:
+        final = [last[f"arr_{i}"] for i in range(len(last.files))]
+    for ours, theirs in zip(get_weights(package.network), final, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    assert package.threshold == pytest.approx(uninterrupted["final"]["target_threshold"])
+    assert package.info["sites"] == {"a": 4, "b": 4, "c": 4}  # the sites that trained
+    assert package.spacing == pytest.approx((6.0, 6.0, 6.0))  # the tiny scenario's voxel_mm
+    for site in ("a", "b", "c", "t"):
+        kept = load_bundle(out / "sites" / site / "model")
+        assert kept.info["site"] == site and kept.threshold == package.threshold
+        for ours, theirs in zip(get_weights(kept.network), final, strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+
+
 def test_killed_run_resumes_with_same_result(uninterrupted: dict, work: Path) -> None:
     out = work / "killed"
     proc = simulate(overrides(work, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import gzip
 import json
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from fedshift.bundle import load_bundle, site_bundle
 from fedshift.bundle.io import ModelBundle
 from fedshift.cli import main
 from fedshift.errors import UsageError
-from fedshift.inference.predict import ScanInput, atomic_write, find_inputs, predict_one
+from fedshift.inference.predict import ScanInput, find_inputs, predict_one
 from fedshift.inference.segment import segment_scan
 from fedshift.model.metrics import dice
 from fedshift.shift.intensity import IntensityMap
@@ -147,19 +146,6 @@ def test_bad_scans_are_reported_the_good_ones_written(
     )
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and "non_finite" in html
-
-
-def test_an_interrupted_write_leaves_nothing(tmp_path: Path) -> None:
-    target = tmp_path / "case.nii.gz"
-
-    def half_then_fail(tmp: Path) -> None:
-        with gzip.open(tmp, "wb") as fh:
-            fh.write(b"\0" * 1000)
-        raise OSError("disk full")
-
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write(target, half_then_fail)
-    assert list(tmp_path.iterdir()) == []
 
 
 def test_inputs_from_files_folders_and_nnunet_layout(tmp_path: Path) -> None:
