@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -25,6 +24,7 @@ import torch
 from monai.data import MetaTensor
 from monai.transforms import MapTransform
 
+from fedshift import atomic
 from fedshift.data.masks import brain_mask, head_mask
 from fedshift.data.nifti import read_volume
 from fedshift.model.config import PreprocessConfig
@@ -233,22 +233,16 @@ class PreprocessCache:
         return result
 
     def _store(self, target: Path, result: Preprocessed) -> None:
-        """Write atomically (temporary file + rename): readers never see half a file."""
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.cache_dir, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(
-                    fh,
-                    image=result.image,
-                    mask=result.mask.astype(np.uint8),
-                    affine=result.affine,
-                    zooms=np.asarray(result.zooms, dtype=np.float64),
-                )
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        """Write atomically (:mod:`fedshift.atomic`): readers never see half a file."""
+        atomic.save_npz(
+            target,
+            {
+                "image": result.image,
+                "mask": result.mask.astype(np.uint8),
+                "affine": result.affine,
+                "zooms": np.asarray(result.zooms, dtype=np.float64),
+            },
+        )
 
 
 class PreprocessVolumed(MapTransform):
