@@ -31,7 +31,6 @@ from fedshift.bundle.layout import (
     ORIENTATION,
     WEIGHTS,
     IntensityReference,
-    file_sha256,
     major,
     monai_metadata,
     read_metadata,
@@ -41,6 +40,7 @@ from fedshift.bundle.layout import (
 from fedshift.errors import BundleError
 from fedshift.model.config import SegConfig
 from fedshift.model.network import SegNet, build_network
+from fedshift.model.preprocess import file_digest
 from fedshift.shift.intensity import IntensityMap
 
 Weights = Sequence[np.ndarray] | Mapping[str, Any]
@@ -128,11 +128,11 @@ def _write_package(
         (tmp / "configs").mkdir()
         (tmp / "models").mkdir()
         torch.save(dict(state), tmp / WEIGHTS)
-        files = {"weights": WEIGHTS, "weights_sha256": file_sha256(tmp / WEIGHTS)}
+        files = {"weights": WEIGHTS, "weights_sha256": file_digest(tmp / WEIGHTS)}
         if intensity_map is not None:
             np.savez(tmp / INTENSITY_MAP, x=intensity_map.x, y=intensity_map.y)
             files["intensity_map"] = INTENSITY_MAP
-            files["intensity_map_sha256"] = file_sha256(tmp / INTENSITY_MAP)
+            files["intensity_map_sha256"] = file_digest(tmp / INTENSITY_MAP)
         (tmp / METADATA).write_text(json.dumps(meta_for(files), indent=1))
         (tmp / INFERENCE).write_text(INFERENCE_YAML)
         _replace_folder(tmp, out_dir)
@@ -265,7 +265,7 @@ def _verify(path: Path, info: Mapping[str, Any], key: str) -> None:
     """Refuse a file whose content differs from the checksum the metadata records (checked
     after loading, so that a wrong shape is reported as such)."""
     expected = info.get("files", {}).get(f"{key}_sha256")
-    if expected and file_sha256(path) != expected:
+    if expected and file_digest(path) != expected:
         raise BundleError(f"{path} differs from the checksum in {METADATA} (modified or truncated)")
 
 

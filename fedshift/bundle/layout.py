@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -139,14 +138,6 @@ def seg_from_dict(tree: Mapping[str, Any], where: str) -> SegConfig:
     except Exception as exc:
         raise BundleError(f"{where}: {exc}") from None
     return seg
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def major(version: str) -> str:
