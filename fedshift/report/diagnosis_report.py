@@ -29,10 +29,10 @@ from fedshift.render.pages import num, render
 from fedshift.report.verdicts import indicator_table, verdict, verdict_cards
 from fedshift.shift.descriptors import FAMILIES
 from fedshift.shift.distances import apply_affine_map, bures_map
+from fedshift.shift.embeddings import Gaussian, gaussian_from
 from fedshift.shift.intensity import apply as apply_map
 from fedshift.shift.intensity import quantile_map
 from fedshift.shift.reference import Reference
-from fedshift.shift.stats import Gaussian, gaussian_from
 from fedshift.site.files import ShiftFolder
 from fedshift.site.stats import LocalStatistics
 

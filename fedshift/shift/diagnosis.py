@@ -345,7 +345,7 @@ def measure(
         The site's labels of the shared calibration cases against the reference standard
         (:func:`~fedshift.site.calibration.measure_calibration`).
     ridge : float
-        Ridge of the site's covariance (see :func:`~fedshift.shift.stats.gaussian_from`).
+        Ridge of the site's covariance (see :func:`~fedshift.shift.embeddings.gaussian_from`).
     """
     return SiteIndicators(
         site=site,

@@ -72,7 +72,7 @@ def bures_map(
 
     ``A = C_s^{-1/2} (C_s^{1/2} C_t C_s^{1/2})^{1/2} C_s^{-1/2}``, ``b = m_t - A m_s``;
     ``C_s`` must be positive definite (see the ridge of
-    :func:`fedshift.shift.stats.gaussian_from`).
+    :func:`fedshift.shift.embeddings.gaussian_from`).
 
     Returns
     -------

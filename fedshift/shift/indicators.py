@@ -17,8 +17,9 @@ import numpy as np
 from fedshift.shift.calibration import Calibration
 from fedshift.shift.descriptors import FAMILIES, mean_difference, median_offsets, similarity
 from fedshift.shift.distances import bures_wasserstein, histogram_distance, wasserstein_1d_hist
+from fedshift.shift.embeddings import gaussian_from
 from fedshift.shift.reference import Reference
-from fedshift.shift.stats import SiteStatistics, gaussian_from
+from fedshift.shift.stats import SiteStatistics
 
 #: shift family -> the indicator that decides it
 SIMILARITY: dict[str, str] = {family: f"{family}_similarity" for family in FAMILIES}
@@ -115,7 +116,7 @@ def embedding_distance(
         The site's own statistics (stay at the site).
     reference : Reference
     ridge : float
-        Ridge of the site's covariance (see :func:`~fedshift.shift.stats.gaussian_from`).
+        Ridge of the site's covariance (see :func:`~fedshift.shift.embeddings.gaussian_from`).
 
     Returns
     -------

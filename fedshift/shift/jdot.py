@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 
 from fedshift.shift.config import AlignConfig
-from fedshift.shift.stats import Gaussian
+from fedshift.shift.embeddings import Gaussian
 
 
 class ReferenceSampler:

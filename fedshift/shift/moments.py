@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fedshift.shift.stats import Gaussian
+from fedshift.shift.embeddings import Gaussian
 
 
 def moment_loss(features: torch.Tensor, reference: Gaussian) -> torch.Tensor:

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedshift.shift.descriptors import FAMILIES, KernelSummary
+from fedshift.shift.embeddings import CLASSES, Gaussian, gaussian_from
 from fedshift.shift.intensity import histogram_quantiles
-from fedshift.shift.stats import CLASSES, Gaussian, SiteStatistics, gaussian_from
+from fedshift.shift.stats import SiteStatistics
 
 QUANTILE_LEVELS: np.ndarray = np.linspace(0.0, 1.0, 101)
 """Default quantile levels reported for the intensity reference (percentiles)."""
@@ -40,7 +41,7 @@ class Reference:
     Attributes
     ----------
     gaussians : dict[str, Gaussian]
-        Per class of :data:`fedshift.shift.stats.CLASSES` that has at least
+        Per class of :data:`fedshift.shift.embeddings.CLASSES` that has at least
         ``min_count`` embeddings: mean (F,) and covariance (F, F).
     counts : dict[str, float]
         Embeddings behind each Gaussian.
@@ -147,7 +148,7 @@ def build_reference(
         Sum over sites (decoded from the aggregated vector with
         :meth:`SiteStatistics.from_vector`).
     ridge : float
-        Added to every covariance diagonal (see :func:`~fedshift.shift.stats.gaussian_from`).
+        Added to every covariance diagonal (see :func:`~fedshift.shift.embeddings.gaussian_from`).
     min_count : int
         A class with fewer pooled embeddings gets no Gaussian.
     quantile_levels : np.ndarray, shape (Q,), in [0, 1]

@@ -42,8 +42,9 @@ from fedshift.model.preprocess import PreprocessCache, Preprocessed
 from fedshift.secagg.config import SecAggConfig
 from fedshift.shift.descriptors import FAMILIES
 from fedshift.shift.diagnosis import signed_volume_bias
+from fedshift.shift.embeddings import sample_voxels
 from fedshift.shift.intensity import apply as apply_intensity_map
-from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics, sample_voxels
+from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics
 from fedshift.site.descriptors import case_descriptors
 
 

@@ -36,10 +36,10 @@ from fedshift.runconfig import RunConfig
 from fedshift.shift.calibration import Calibration
 from fedshift.shift.diagnosis import measure
 from fedshift.shift.distances import AffineMap, bures_map
+from fedshift.shift.embeddings import gaussian_from
 from fedshift.shift.indicators import SiteIndicators
 from fedshift.shift.intensity import IntensityMap, quantile_map
 from fedshift.shift.reference import Reference
-from fedshift.shift.stats import gaussian_from
 from fedshift.site.calibration import measure_calibration
 from fedshift.site.files import ShiftFolder
 from fedshift.site.overlay import write_overlay

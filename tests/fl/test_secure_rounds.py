@@ -27,8 +27,9 @@ from fedshift.runconfig import RunConfig, flatten
 from fedshift.runstate import RunState
 from fedshift.secagg.secure import encode
 from fedshift.shift.diagnosis import measure
+from fedshift.shift.embeddings import sample_voxels
 from fedshift.shift.indicators import SiteIndicators
-from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics, sample_voxels
+from fedshift.shift.stats import SiteStatistics, StatsLayout, case_statistics
 from fedshift.site.stats import LocalStatistics
 
 F = 4

@@ -18,8 +18,9 @@ from fedshift.model.config import AlignConfig, ModelConfig, PreprocessConfig, Se
 from fedshift.model.network import build_network, fold_affine_into_head
 from fedshift.model.pooled_jdot import PooledJDOTTrainer
 from fedshift.model.trainer import SiteTrainer
+from fedshift.shift.embeddings import embedding_stats
 from fedshift.shift.reference import build_reference
-from fedshift.shift.stats import SiteStatistics, StatsLayout, embedding_stats
+from fedshift.shift.stats import SiteStatistics, StatsLayout
 
 CFG = SegConfig(
     model=ModelConfig(channels=(4, 8, 16), strides=(2, 2), num_res_units=1, feat_dim=4),

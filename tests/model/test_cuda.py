@@ -19,9 +19,10 @@ from fedshift.model.aligned import AlignedTrainer
 from fedshift.model.config import AlignConfig, SegConfig
 from fedshift.model.data import split_train_val
 from fedshift.model.trainer import SiteTrainer
+from fedshift.shift.embeddings import embedding_stats
 from fedshift.shift.jdot import coupling
 from fedshift.shift.reference import build_reference
-from fedshift.shift.stats import SiteStatistics, StatsLayout, embedding_stats
+from fedshift.shift.stats import SiteStatistics, StatsLayout
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

@@ -13,8 +13,9 @@ from fedshift.shift.diagnosis import (
     measure,
     signed_volume_bias,
 )
+from fedshift.shift.embeddings import embedding_stats
 from fedshift.shift.reference import build_reference
-from fedshift.shift.stats import SiteStatistics, StatsLayout, embedding_stats, histogram
+from fedshift.shift.stats import SiteStatistics, StatsLayout, histogram
 
 
 def _site(name: str, acq: float = 0.95, pop: float | None = 0.9, ann: float | None = 0.9):

@@ -6,6 +6,7 @@ import numpy as np
 
 from fedshift.shift.calibration import Calibration
 from fedshift.shift.descriptors import KernelSummary
+from fedshift.shift.embeddings import embedding_stats
 from fedshift.shift.indicators import (
     OFFSET,
     SIMILARITY,
@@ -16,7 +17,7 @@ from fedshift.shift.indicators import (
     population_effect,
 )
 from fedshift.shift.reference import build_reference
-from fedshift.shift.stats import SiteStatistics, StatsLayout, embedding_stats
+from fedshift.shift.stats import SiteStatistics, StatsLayout
 
 LAYOUT = StatsLayout(feat_dim=2)
 

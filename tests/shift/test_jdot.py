@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from fedshift.errors import ConfigError
+from fedshift.shift.embeddings import Gaussian
 from fedshift.shift.jdot import (
     AlignConfig,
     coupling,
@@ -19,7 +20,6 @@ from fedshift.shift.jdot import (
     sample_embeddings,
     sample_reference,
 )
-from fedshift.shift.stats import Gaussian
 
 F = 4
 

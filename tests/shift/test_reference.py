@@ -5,13 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fedshift.shift.embeddings import embedding_stats
 from fedshift.shift.reference import Reference, build_reference
-from fedshift.shift.stats import (
-    SiteStatistics,
-    StatsLayout,
-    embedding_stats,
-    intensity_histogram,
-)
+from fedshift.shift.stats import SiteStatistics, StatsLayout, intensity_histogram
 
 F = 3
 LAYOUT = StatsLayout(feat_dim=F)

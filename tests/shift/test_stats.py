@@ -5,21 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fedshift.shift.stats import (
+from fedshift.shift.embeddings import (
     CLASSES,
     EmbeddingStats,
-    SiteStatistics,
-    StatsLayout,
-    case_statistics,
     embedding_size,
     embedding_stats,
     from_vector,
     gaussian_from,
+    sample_voxels,
+    to_vector,
+)
+from fedshift.shift.stats import (
+    SiteStatistics,
+    StatsLayout,
+    case_statistics,
     histogram,
     intensity_histogram,
     lesion_load,
-    sample_voxels,
-    to_vector,
 )
 
 F = 3

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from fedshift.config import load_config
-from fedshift.site import folders as sites
 from fedshift.errors import UsageError
 from fedshift.runconfig import RunConfig
+from fedshift.site import folders as sites
 
 SCENARIO = """
 name: tiny

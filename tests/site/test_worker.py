@@ -30,7 +30,9 @@ def unlabelled(tmp_path_factory: pytest.TempPathFactory) -> SiteWorker:
 
 def test_no_usable_training_case_is_a_site_error(unlabelled: SiteWorker) -> None:
     weights = get_weights(build_network(CFG.model, seed=0))
-    with pytest.raises(SiteError, match=r"site target cannot train: .*labelled.*fedshift readiness"):
+    with pytest.raises(
+        SiteError, match=r"site target cannot train: .*labelled.*fedshift readiness"
+    ):
         unlabelled.train(weights, server_round=1)
 
 
