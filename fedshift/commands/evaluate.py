@@ -13,7 +13,7 @@ overlap criterion of MSSEG-2016, Commowick et al. 2018, alpha = 0.1, without its
 lesion size or its rule on one prediction covering several lesions). Exit code 1 when a
 case failed. The per-case numbers stay at the site.
 
-  fedshift evaluate runs/default/model runs/data/default-seed0/a --out a-test.json
+  fedshift evaluate runs/default/model runs/data/default-seed0/site0 --out site0-test.json
 """
 
 from __future__ import annotations
