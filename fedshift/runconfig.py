@@ -42,6 +42,8 @@ from fedshift.secagg.config import MIN_SITES, SecAggConfig
 LEVELS = ("A", "B", "C", "D")
 #: how the coordinator aggregates the sites' updates (:mod:`fedshift.fl.strategies`)
 AGGREGATORS = ("fedavg", "fedprox")
+#: ``simulation.gpus_per_site``: size the share when the simulation starts
+AUTO_GPUS = "auto"
 #: pyproject.toml: the table ``flwr run .`` reads, and the run folder it names
 PYPROJECT = Path(__file__).resolve().parent.parent / "pyproject.toml"
 FLOWER_TABLE = "[tool.flwr.app.config]"
@@ -185,15 +187,46 @@ class FedConfig:
 
 @dataclass(frozen=True)
 class SimulationConfig:
-    """Resources of each simulated site in Flower's simulation engine (Ray)."""
+    """Resources of each simulated site in Flower's simulation engine (Ray).
+
+    ``gpus_per_site`` is text, ``auto`` or a number (``0.5`` given in YAML or on the
+    command line arrives as ``"0.5"``): :attr:`fixed_gpus` reads it. ``auto`` is sized when
+    the simulation starts (:func:`fedshift.model.device.gpu_share`), not here: this module
+    must not import torch.
+    """
 
     cpus_per_site: float = setting(1.0, "CPU cores per simulated site (sites run in parallel)")
-    gpus_per_site: float = setting(0.0, "share of a GPU per simulated site; 0: CPU only")
+    gpus_per_site: str = setting(
+        AUTO_GPUS,
+        "share of one GPU per simulated site. auto: where torch sees a CUDA GPU (and "
+        "seg.train.device is not cpu), the sites that run at once share it, "
+        "min(sites, cores / cpus_per_site) of them; else 0. A number >= 0 is used as "
+        "given (0: CPU only; Ray's rules: at least 0.0001, a whole number above 1)",
+    )
 
     def __post_init__(self) -> None:
         check_fields(self, "simulation")
         _positive("simulation.cpus_per_site", self.cpus_per_site)
-        _non_negative("simulation.gpus_per_site", self.gpus_per_site)
+        _ = self.fixed_gpus  # checks gpus_per_site
+
+    @property
+    def fixed_gpus(self) -> float | None:
+        """``gpus_per_site`` as a number; None for ``auto`` (sized when the simulation
+        starts). Raises :class:`ConfigError` for anything else."""
+        if self.gpus_per_site == AUTO_GPUS:
+            return None
+        try:
+            share = float(self.gpus_per_site)
+        except ValueError:
+            share = math.nan
+        check(
+            math.isfinite(share)
+            and (share == 0 or 1e-4 <= share <= 1 or (share > 1 and share.is_integer())),
+            "simulation.gpus_per_site",
+            self.gpus_per_site,
+            "auto or a number >= 0 (Ray's rules: 0, or at least 0.0001; above 1 a whole number)",
+        )
+        return share
 
 
 @dataclass(frozen=True)

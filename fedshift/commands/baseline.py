@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from fedshift.baselines import run_baseline
 
-    cfg = resolved_config(args)
+    cfg = resolved_config(args, simulation=False)  # trains here: no Ray GPU shares
     log.info("baseline %s: %d rounds -> %s", args.kind, cfg.fed.rounds, cfg.out)
     state = run_baseline(cfg, args.kind)
     report_run(cfg, state)

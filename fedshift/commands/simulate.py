@@ -43,12 +43,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def resolved_config(args: argparse.Namespace) -> RunConfig:
-    """The run config of ``--config`` and the overrides, with its site folders found
-    (the synthetic federation generated when none are named)."""
+def resolved_config(args: argparse.Namespace, simulation: bool = True) -> RunConfig:
+    """The run config of ``--config`` and the overrides, its device settings checked
+    against this machine, then its site folders found (the synthetic federation generated
+    when none are named). ``simulation``: the sites run in Flower's simulation engine, so
+    ``simulation.gpus_per_site`` applies too."""
+    from fedshift.model.device import check_devices
     from fedshift.site.folders import resolve_sites
 
-    return resolve_sites(load_config(RunConfig, [args.config], args.overrides))
+    cfg = load_config(RunConfig, [args.config], args.overrides)
+    if simulation:
+        sim = cfg.simulation
+        check_devices(cfg.seg.train.device, sim.fixed_gpus, sim.cpus_per_site)
+    else:
+        check_devices(cfg.seg.train.device)
+    return resolve_sites(cfg)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -55,7 +55,13 @@ def build_config(config: Path, overrides: list[str]) -> SiteConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    from fedshift.model.device import describe_devices
+
     cfg = build_config(args.config, args.overrides)
+    # the run config (seg.train.device) comes from the coordinator with the run's first
+    # message and is checked where the site builds its model; here the site says what it
+    # will train on (a CPU-only torch wheel shows up now, not at the first round)
+    log.info("site %s: %s", cfg.name, describe_devices())
     log_dir = Path(cfg.log_dir)
     readiness_dir = Path(cfg.readiness_dir or log_dir / "readiness")
 

@@ -75,6 +75,36 @@ def ray_init_args(verbose: bool) -> dict[str, object]:
     }
 
 
+def backend_config(cfg: RunConfig, verbose: bool) -> dict[str, object]:
+    """Flower's Ray backend config: each site's cores and GPU share, and ``ray.init``'s.
+
+    ``simulation.gpus_per_site=auto`` is sized here, where torch may be imported: where
+    torch sees CUDA GPUs (and ``seg.train.device`` is not cpu), the sites that run at once
+    share them (:func:`fedshift.model.device.gpu_share`), else 0 (Ray then hides the GPU
+    from the sites). Ray is told the GPUs torch sees, so both count the same devices.
+    """
+    from fedshift.model.device import cuda_count, gpu_share
+
+    init_args = ray_init_args(verbose)
+    total_cpus = os.cpu_count() or 1  # what ray_init_args starts Ray with
+    cpus = cfg.simulation.cpus_per_site
+    n_gpus = cuda_count()
+    if n_gpus:
+        init_args["num_gpus"] = n_gpus
+    share = cfg.simulation.fixed_gpus
+    if share is None:
+        share = gpu_share(len(cfg.all_sites), cpus, total_cpus, n_gpus)
+        if cfg.seg.train.device == "cpu":
+            share = 0.0
+    log.info(
+        "each simulated site: %g CPU core(s), %g of a GPU (%d GPU(s) visible to torch)",
+        cpus,
+        share,
+        n_gpus,
+    )
+    return {"client_resources": {"num_cpus": cpus, "num_gpus": share}, "init_args": init_args}
+
+
 @contextmanager
 def _worker_env(verbose: bool) -> Iterator[None]:
     """Environment the Ray workers inherit while the simulation runs: unless ``verbose``,
@@ -101,13 +131,7 @@ def run_flower_simulation(cfg: RunConfig) -> tuple[RunState, float]:
     quiet_flower(verbose)
     flat = flatten(cfg)
     n_sites = len(cfg.all_sites)
-    backend = {
-        "client_resources": {
-            "num_cpus": cfg.simulation.cpus_per_site,
-            "num_gpus": cfg.simulation.gpus_per_site,
-        },
-        "init_args": ray_init_args(verbose),
-    }
+    backend = backend_config(cfg, verbose)
     start = time.perf_counter()
     with warnings.catch_warnings(), _worker_env(verbose):
         warnings.simplefilter("ignore", DeprecationWarning)
