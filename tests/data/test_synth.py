@@ -144,7 +144,7 @@ def test_refuses_non_empty_output(federation: Path) -> None:
 
 def test_cli_usage_error_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["synth", "--scenario", "nope", "--out", str(tmp_path / "x")]) == 2
-    assert "unknown scenario" in capsys.readouterr().err
+    assert "scenario=nope is invalid: expected a preset" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
