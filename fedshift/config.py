@@ -333,6 +333,8 @@ def _loose_ok(value: Any, hint: Any, top: bool = True) -> bool:
     hint = _strip_optional(hint)
     if hint is str:
         return not isinstance(value, list | tuple | Mapping)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, Mapping | hint)  # a list item given as its settings
     if top and hint in (int, float, bool) and isinstance(value, str):
         return True  # OmegaConf converts "3", "inf", "true" or names the key it cannot
     origin, args = typing.get_origin(hint), _args(hint)

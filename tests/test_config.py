@@ -166,3 +166,19 @@ def test_every_setting_has_help() -> None:
         return missing
 
     assert walk(default_run(), "") == []
+
+
+def test_a_list_of_setting_groups_loads_from_yaml(tmp_path) -> None:
+    """The coordinator's enrolled sites are a list of groups (name, public_key); each item
+    comes from YAML as a mapping, which the loader must accept (the loopback deployment
+    broke on this once)."""
+    from fedshift.deploy.config import CoordinatorConfig
+
+    path = tmp_path / "coordinator.yaml"
+    path.write_text(
+        "sites:\n- {name: site0, public_key: k0.pub}\n- {name: site1, public_key: k1.pub}\n"
+    )
+    cfg = load_config(CoordinatorConfig, [path])
+    assert [s.name for s in cfg.sites] == ["site0", "site1"]
+    with pytest.raises(ConfigError, match="sites=\\[3\\] is invalid"):
+        load_config(CoordinatorConfig, [path], ["sites=[3]"])
