@@ -126,11 +126,9 @@ def open_model(path: str | os.PathLike[str]) -> ModelBundle:
 def pick_device(name: str) -> torch.device:
     """``auto`` (cuda when present), ``cpu`` or ``cuda[:N]``; a clear error otherwise."""
     try:
-        return choose_device(name)
-    except ConfigError as exc:
-        if "no CUDA device" in str(exc):
-            raise UsageError(f"--device {name}: this machine has no CUDA device") from None
-        raise UsageError(f"--device {name}: {str(exc).replace('train.device', 'device')}") from None
+        return choose_device(name, key="--device")
+    except ConfigError as exc:  # one line naming --device and what is allowed
+        raise UsageError(str(exc)) from None
 
 
 def _write_nifti(path: Path, img: nib.Nifti1Image) -> None:
