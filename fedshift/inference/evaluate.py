@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +70,15 @@ def hd95(pred: np.ndarray, truth: np.ndarray, zooms: tuple[float, ...]) -> float
     pred, truth = np.asarray(pred, dtype=bool), np.asarray(truth, dtype=bool)
     if not pred.any() or not truth.any():
         return math.nan
-    value = compute_hausdorff_distance(
-        torch.from_numpy(pred)[None, None],
-        torch.from_numpy(truth)[None, None],
-        include_background=True,
-        percentile=95,
-        spacing=[float(z) for z in zooms[:3]],
-    )
+    with warnings.catch_warnings():  # MONAI 1.5 warns about its own internal argument
+        warnings.filterwarnings("ignore", "monai.metrics.utils get_mask_edges", FutureWarning)
+        value = compute_hausdorff_distance(
+            torch.from_numpy(pred)[None, None],
+            torch.from_numpy(truth)[None, None],
+            include_background=True,
+            percentile=95,
+            spacing=[float(z) for z in zooms[:3]],
+        )
     return float(value.reshape(-1)[0])
 
 
