@@ -19,12 +19,12 @@ import json
 import sys
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
 
-from fedshift.config import CONFIG_DIR, HELP_KEY, load_config
+from fedshift.commands.simulate import add_arguments as add_run_arguments
+from fedshift.config import HELP_KEY, load_config
 from fedshift.runconfig import RunConfig
 
 HELP = "show the resolved run config, every key with its help text"
@@ -32,18 +32,7 @@ HELP = "show the resolved run config, every key with its help text"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["show"], help="show: print the resolved config")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=CONFIG_DIR / "default.yaml",
-        help="run config YAML (default: configs/default.yaml)",
-    )
-    parser.add_argument(
-        "overrides",
-        nargs="*",
-        metavar="key=value",
-        help="settings to override, e.g. fed.rounds=3 fed.aggregator=fedprox",
-    )
+    add_run_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
