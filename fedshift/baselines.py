@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fedshift.bundle import bundle_from_run
 from fedshift.errors import UsageError
 from fedshift.model.pooled_jdot import PooledJDOTTrainer
 from fedshift.model.trainer import SiteTrainer
@@ -131,7 +132,8 @@ def run_centralized(cfg: RunConfig, kind: str = "centralized") -> RunState:
             time.perf_counter() - t0,
         )
         state.record.rounds.append(RoundRecord(rnd, {"pooled": {"train_loss": result.loss}}))
-    sites, target, threshold = _test_all(workers, trainer.get_weights())
+    state.weights = trainer.get_weights()
+    sites, target, threshold = _test_all(workers, state.weights)
     state.record.final = FinalRecord(sites, target, threshold)
     state.last_round = cfg.fed.rounds
     return state
@@ -146,11 +148,18 @@ BASELINES = {
 
 
 def run_baseline(cfg: RunConfig, kind: str) -> RunState:
-    """Run baseline ``kind`` (one of :data:`BASELINES`) and write its run folder."""
+    """Run baseline ``kind`` (one of :data:`BASELINES`) and write its run folder.
+
+    A baseline with one final model (``centralized``, ``centralized_jdot``) also ends with
+    its checkpoint and a model package at ``RUN/model`` that ``fedshift predict`` and
+    ``fedshift evaluate`` take; ``local`` trains one model per site and writes none."""
     if kind not in BASELINES:
         raise UsageError(f"baseline {kind!r} is unknown; valid: {', '.join(BASELINES)}")
     folder = RunFolder(cfg.out)
     folder.write_config(cfg)
     state = BASELINES[kind](cfg, kind)
     folder.write_record(state.record)
+    if state.weights is not None:
+        folder.save_checkpoint(state)
+        log.info("model package: %s", bundle_from_run(folder.root, folder.model_dir))
     return state

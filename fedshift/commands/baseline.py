@@ -7,7 +7,9 @@
   centralized_jdot   the same plus DeepJDOT towards the unlabelled target's images
 
 Same run config, preprocessing, threshold rule and run folder (metrics.json, report.html)
-as `fedshift simulate`, so the numbers compare.
+as `fedshift simulate`, so the numbers compare. centralized and centralized_jdot end with
+their model package in RUN/model (for `fedshift predict` / `evaluate`); local trains one
+model per site and keeps none.
 
 Examples:
   fedshift baseline centralized out=runs/centralized
