@@ -3,10 +3,13 @@
 Order of the chain (each step a pure function of its inputs and a seeded generator):
 tissue contrast -> contrast curve (gamma) -> through-plane blur / thick slices -> bias
 field -> quality artefacts (k-space) -> Rician noise -> intensity scale/offset -> int16.
-Intensities are relative to white matter (WM = 1) until the final scaling.
+Intensities are relative to white matter (WM = 1) until the final scaling. The tissue
+contrast is the fixed :data:`FLAIR` table, or a site's protocol's (:mod:`.physics`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 from scipy import ndimage
@@ -25,34 +28,66 @@ def _smooth_field(shape: tuple[int, ...], coarse: int, rng: np.random.Generator)
     return ndimage.zoom(grid, [s / coarse for s in shape], order=3, mode="nearest")
 
 
-def flair_contrast(maps: np.ndarray, lesion: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def flair_contrast(
+    maps: np.ndarray,
+    lesion: np.ndarray,
+    rng: np.random.Generator,
+    tissues: Mapping[str, float] = FLAIR,
+    lesion_mean: float = LESION,
+) -> np.ndarray:
     """Mix tissue fractions (5, X, Y, Z) into FLAIR intensities, with a mild tissue texture
-    and bright lesions (lesion fraction (X, Y, Z) replaces the tissue underneath)."""
-    means = np.asarray(list(FLAIR.values()), dtype=np.float32)
+    and bright lesions (lesion fraction (X, Y, Z) replaces the tissue underneath).
+    ``tissues`` (keys and order of :data:`FLAIR`) and ``lesion_mean`` are the means
+    relative to WM: the legacy table, or a protocol's (:func:`physics.flair_means`); the
+    random draws are the same either way."""
+    means = np.asarray(list(tissues.values()), dtype=np.float32)
     image = np.tensordot(means, maps, axes=1)
     texture = 1.0 + 0.04 * _smooth_field(image.shape, 12, rng)
     image *= texture
-    lesion_level = LESION * float(rng.uniform(0.92, 1.08))
+    lesion_level = lesion_mean * float(rng.uniform(0.92, 1.08))
     return (image * (1.0 - lesion) + lesion_level * lesion).astype(np.float32)
 
 
 def through_plane(
-    image: np.ndarray, voxel_mm: float, blur_mm: float, thickness_mm: float
+    image: np.ndarray, voxel_mm: float, blur_mm: float, thickness_mm: float, gap_mm: float = 0.0
 ) -> np.ndarray:
     """Blur along z (Gaussian, FWHM ``blur_mm``) and/or acquire thick slices along z
-    (boxcar of ``thickness_mm``, one slice every thickness, linearly interpolated back)."""
+    (boxcar of ``thickness_mm``, one slice every thickness, linearly interpolated back).
+
+    With ``gap_mm`` > 0, a 2D acquisition's slice profile: slices of ``thickness_mm``
+    (boxcar, at least one voxel) every ``thickness_mm + gap_mm``, so the tissue in the gaps
+    is never measured; linearly interpolated back between slice centres. Lengths in mm,
+    image (X, Y, Z) with z through-plane.
+    """
     if blur_mm > 0:
         image = ndimage.gaussian_filter1d(image, blur_mm / 2.3548 / voxel_mm, axis=2)
+    if gap_mm > 0:
+        return _gapped_slices(image, voxel_mm, thickness_mm, gap_mm)
     step = int(round(thickness_mm / voxel_mm))
     if step > 1:
         slab = ndimage.uniform_filter1d(image, size=step, axis=2, mode="nearest")
-        coarse = slab[:, :, ::step]
-        pos = np.arange(image.shape[2], dtype=np.float32) / step
-        lo = np.clip(np.floor(pos).astype(int), 0, coarse.shape[2] - 1)
-        hi = np.clip(lo + 1, 0, coarse.shape[2] - 1)
-        w = (pos - np.floor(pos))[None, None, :]
-        image = (1 - w) * coarse[:, :, lo] + w * coarse[:, :, hi]
+        image = _interpolate_slices(slab[:, :, ::step], image.shape[2], step)
     return image.astype(np.float32)
+
+
+def _gapped_slices(
+    image: np.ndarray, voxel_mm: float, thickness_mm: float, gap_mm: float
+) -> np.ndarray:
+    size = max(int(round(thickness_mm / voxel_mm)), 1)
+    spacing = (thickness_mm + gap_mm) / voxel_mm  # voxels between slice centres
+    slab = ndimage.uniform_filter1d(image, size=size, axis=2, mode="nearest")
+    centres = np.rint(np.arange(0.0, image.shape[2], spacing)).astype(int)
+    centres = np.clip(centres, 0, image.shape[2] - 1)
+    return _interpolate_slices(slab[:, :, centres], image.shape[2], spacing).astype(np.float32)
+
+
+def _interpolate_slices(coarse: np.ndarray, n: int, spacing: float) -> np.ndarray:
+    """Back to ``n`` planes from slices every ``spacing`` planes (linear along z)."""
+    pos = np.arange(n, dtype=np.float32) / spacing
+    lo = np.clip(np.floor(pos).astype(int), 0, coarse.shape[2] - 1)
+    hi = np.clip(lo + 1, 0, coarse.shape[2] - 1)
+    w = (pos - np.floor(pos))[None, None, :]
+    return (1 - w) * coarse[:, :, lo] + w * coarse[:, :, hi]
 
 
 def bias_field(shape: tuple[int, ...], strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -112,7 +147,7 @@ def acquire(
     planted (for truth.json)."""
     planted: dict = {}
     image = np.power(np.maximum(image, 0.0), spec.gamma, dtype=np.float32)
-    image = through_plane(image, voxel_mm, spec.blur_mm, spec.slice_thickness_mm)
+    image = through_plane(image, voxel_mm, spec.blur_mm, spec.slice_thickness_mm, spec.slice_gap_mm)
     if spec.bias_field > 0:
         image = image * bias_field(image.shape, spec.bias_field, rng)
     if artifact == "ghosting":

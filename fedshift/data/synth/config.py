@@ -8,8 +8,12 @@ the mean white-matter intensity of the unshifted scanner (1.0 = WM).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from fedshift.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fedshift.data.synth.physics import Protocol
 
 
 @dataclass
@@ -30,6 +34,13 @@ class SiteSpec:
     slice_thickness_mm: float = 0.0  # > voxel size: thick slices, interpolated back
     scale: float = 1.0  # intensity scale of the stored values
     offset: float = 0.0  # intensity offset, relative to WM
+    # MR physics (physics.py): tissue contrast from the inversion recovery signal equation
+    field_t: float = 0.0  # 0: the fixed contrast table; 1.5 or 3.0 (T): physics
+    tr_ms: float = 0.0  # TR, TE, TI all 0: the field's standard protocol
+    te_ms: float = 0.0
+    ti_ms: float = 0.0
+    csf_inflow: float = 0.0  # [0, 1] fresh-CSF share at the centre of ventricular spots
+    slice_gap_mm: float = 0.0  # gap between slices of slice_thickness_mm (2D acquisition)
     # annotation shift: P(label | anatomy)
     rater_dilation: int = 0  # voxels; negative erodes
     missed_below_mm3: float = 0.0  # lesions smaller than this are not annotated
@@ -38,10 +49,29 @@ class SiteSpec:
     ghosting_fraction: float = 0.0
     spike_fraction: float = 0.0
 
+    def protocol(self) -> Protocol | None:
+        """The site's FLAIR protocol (None: the legacy contrast table, ``field_t`` 0)."""
+        # physics (and scipy under it) is imported when used: the schema stays light
+        from fedshift.data.synth.physics import resolve_protocol
+
+        return resolve_protocol(self.field_t, self.tr_ms, self.te_ms, self.ti_ms)
+
     def planted_shifts(self) -> list[str]:
         """The kinds of shift this site's settings plant, in the order acquisition,
         population, annotation. Quality problems (ghosting, spikes) are per-case artefacts,
-        not a shift; extra raters leave the site's own labels unchanged."""
+        not a shift; extra raters leave the site's own labels unchanged.
+
+        Contrast is compared with a fixed reference, as every other knob is with its
+        neutral value: the legacy table for ``field_t`` 0, the standard 3 T protocol
+        (``physics.REFERENCE_PROTOCOL``) for a physics site. So physics sites at the 3 T
+        standard protocol are unshifted among themselves, any other protocol (1.5 T, or
+        other TR/TE/TI) is an acquisition shift, and so are CSF inflow and a slice gap.
+        A federation mixing legacy sites with physics sites at the 3 T standard protocol
+        plants a contrast difference this per-site rule does not see: avoid that mix.
+        """
+        from fedshift.data.synth.physics import REFERENCE_PROTOCOL
+
+        protocol = self.protocol()
         acquisition = (
             self.gamma != 1.0
             or self.bias_field > 0
@@ -50,6 +80,9 @@ class SiteSpec:
             or self.slice_thickness_mm > 0
             or self.scale != 1.0
             or self.offset != 0.0
+            or (protocol is not None and protocol != REFERENCE_PROTOCOL)
+            or self.csf_inflow > 0
+            or self.slice_gap_mm > 0
         )
         population = self.lesion_load != 1.0 or self.lesion_size != 1.0
         annotation = self.rater_dilation != 0 or self.missed_below_mm3 > 0
@@ -104,9 +137,47 @@ class SynthConfig:
                 raise ConfigError(f"sites.{name}.n_raters must be >= 1, got {spec.n_raters}")
             if spec.lesion_load < 0 or spec.lesion_size <= 0:
                 raise ConfigError(f"sites.{name}: lesion_load >= 0 and lesion_size > 0 required")
+            _validate_physics(name, spec)
 
     def site_cases(self, name: str) -> tuple[int, int]:
         spec = self.sites[name]
         n_train = self.n_train if spec.n_train is None else spec.n_train
         n_test = self.n_test if spec.n_test is None else spec.n_test
         return n_train, n_test
+
+
+def _validate_physics(name: str, spec: SiteSpec) -> None:
+    """The MR physics knobs of one site (see :mod:`fedshift.data.synth.physics`)."""
+    from fedshift.data.synth.physics import FIELDS_T
+
+    fields = ", ".join(f"{f:g}" for f in FIELDS_T)
+    if spec.field_t != 0 and spec.field_t not in FIELDS_T:
+        raise ConfigError(
+            f"sites.{name}.field_t must be 0 (the fixed contrast table) or one of {fields} T, "
+            f"got {spec.field_t}"
+        )
+    timing = {"tr_ms": spec.tr_ms, "te_ms": spec.te_ms, "ti_ms": spec.ti_ms}
+    if spec.field_t == 0 and (any(timing.values()) or spec.csf_inflow != 0):
+        raise ConfigError(
+            f"sites.{name}: tr_ms, te_ms, ti_ms and csf_inflow need field_t {fields} "
+            "(they act through the signal equation); field_t is 0"
+        )
+    if any(timing.values()) and not all(v > 0 for v in timing.values()):
+        raise ConfigError(
+            f"sites.{name}: set all of tr_ms, te_ms, ti_ms > 0, or all three to 0 for the "
+            f"field's standard protocol; got {timing}"
+        )
+    if spec.ti_ms + spec.te_ms >= spec.tr_ms > 0:
+        raise ConfigError(
+            f"sites.{name}: ti_ms + te_ms must be < tr_ms (inversion delay and echo within "
+            f"one repetition), got TI {spec.ti_ms:g} + TE {spec.te_ms:g} >= TR {spec.tr_ms:g}"
+        )
+    if not 0.0 <= spec.csf_inflow <= 1.0:
+        raise ConfigError(f"sites.{name}.csf_inflow must be in [0, 1], got {spec.csf_inflow}")
+    if spec.slice_gap_mm < 0:
+        raise ConfigError(f"sites.{name}.slice_gap_mm must be >= 0, got {spec.slice_gap_mm}")
+    if spec.slice_gap_mm > 0 and spec.slice_thickness_mm <= 0:
+        raise ConfigError(
+            f"sites.{name}: slice_gap_mm {spec.slice_gap_mm:g} needs slice_thickness_mm > 0 "
+            "(the gap lies between slices)"
+        )

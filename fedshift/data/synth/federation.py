@@ -25,10 +25,17 @@ import numpy as np
 from fedshift.config import to_yaml
 from fedshift.data.layout import CALIBRATION_DIR
 from fedshift.data.synth.acquisition import acquire, flair_contrast
-from fedshift.data.synth.anatomy import load_template, output_grid, sample_subject
+from fedshift.data.synth.anatomy import (
+    Subject,
+    Template,
+    load_template,
+    output_grid,
+    sample_subject,
+)
 from fedshift.data.synth.annotation import extra_rater, rater_style
 from fedshift.data.synth.config import SiteSpec, SynthConfig
 from fedshift.data.synth.lesions import draw_lesions, sample_lesions
+from fedshift.data.synth.physics import flair_means, inflow_spots, ventricle_fraction
 from fedshift.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -63,6 +70,34 @@ def _artifacts(spec: SiteSpec, n_train: int, rng: np.random.Generator) -> dict[i
     return chosen
 
 
+def _contrast(
+    spec: SiteSpec,
+    template: Template,
+    subject: Subject,
+    lesion: np.ndarray,
+    voxel_mm: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The anatomical FLAIR image: the legacy table, or the site's protocol (then with its
+    parameters for truth.json). The physics path makes the legacy path's draws from ``rng``
+    in the same order and draws its own (inflow spots) from a spawned child generator, so
+    the rest of the case (bias field, artefacts, noise) matches the legacy case's."""
+    protocol = spec.protocol()
+    if protocol is None:
+        return flair_contrast(subject.maps, lesion, rng), {}
+    own = rng.spawn(1)[0]  # does not advance rng
+    contrast = flair_means(protocol)
+    image = flair_contrast(subject.maps, lesion, rng, contrast.tissues, contrast.lesion)
+    means = {**contrast.tissues, "lesion": contrast.lesion}
+    params: dict[str, Any] = {"contrast": {k: round(v, 4) for k, v in means.items()}}
+    if spec.csf_inflow > 0:
+        inside = np.minimum(ventricle_fraction(template, subject.points_mm), subject.maps[2])
+        spots, count = inflow_spots(inside, spec.csf_inflow, contrast, voxel_mm, own)
+        image = image + spots * (1.0 - lesion)
+        params["inflow_spots"] = count
+    return image, params
+
+
 def synth_case(
     cfg: SynthConfig,
     site: str,
@@ -95,8 +130,9 @@ def synth_case(
     )
     lesion = draw_lesions(subject.points_mm, lesions, cfg.voxel_mm)
     lesion = np.minimum(lesion, subject.maps[0] + subject.maps[1])  # only in parenchyma
+    anatomical, contrast = _contrast(spec, template, subject, lesion, cfg.voxel_mm, rng)
     image, planted = acquire(
-        flair_contrast(subject.maps, lesion, rng),
+        anatomical,
         spec,
         voxel_mm=cfg.voxel_mm,
         base_noise=cfg.base_noise,
@@ -109,6 +145,7 @@ def synth_case(
     params = {
         **subject.params,
         **planted,
+        **contrast,
         "n_lesions": len(lesions),
         "lesion_volume_mm3": float(truth.sum() * cfg.voxel_mm**3),
         "lesions": [les.to_dict() for les in lesions],
