@@ -6,10 +6,14 @@ import fcntl
 import json
 import logging
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
 
 from fedshift.config import to_yaml
+from fedshift.data.synth.config import SiteSpec, SynthConfig
 from fedshift.data.synth.federation import write_federation
 from fedshift.errors import UsageError
 from fedshift.logs import Progress
@@ -39,11 +43,36 @@ def ensure_synthetic(cfg: RunConfig) -> Path:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _with_defaults(tree: Any) -> Any:
+    """A written scenario's settings with every setting it predates at its default (a
+    knob added later is off by default, so it did not change what was generated)."""
+    if not isinstance(tree, dict):
+        return tree
+    full = {**asdict(SynthConfig()), **tree}
+    full.pop("sites", None)
+    full["sites"] = {
+        name: {**asdict(SiteSpec()), **(spec or {})}
+        for name, spec in (tree.get("sites") or {}).items()
+    }
+    return full
+
+
+def same_federation(written: str, synth: SynthConfig) -> bool:
+    """Whether ``written`` (a federation's ``scenario.yaml``) describes ``synth``, settings
+    added since it was written counting at their defaults."""
+    try:
+        old = OmegaConf.to_container(OmegaConf.create(written))
+    except Exception:  # unreadable YAML (OmegaConf lets yaml's errors through): not it
+        return False
+    new = OmegaConf.to_container(OmegaConf.create(to_yaml(synth)))
+    return _with_defaults(old) == _with_defaults(new)
+
+
 def _ensure_synthetic_locked(cfg: RunConfig, root: Path) -> Path:
     synth = synth_config(cfg)
     made = root / "scenario.yaml"
     if made.is_file() and (root / "truth.json").is_file():
-        if made.read_text() == to_yaml(synth):
+        if same_federation(made.read_text(), synth):
             log.info("reusing synthetic federation %s", root)
             return root
         raise UsageError(f"{root} holds another synthetic federation; set data.synth_dir elsewhere")

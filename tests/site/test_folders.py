@@ -66,3 +66,29 @@ def test_a_folder_without_a_finished_federation_is_refused_and_kept(tmp_path: Pa
     with pytest.raises(UsageError, match="holds no finished synthetic federation"):
         sites.ensure_synthetic(cfg)
     assert (tmp_path / "data" / "notes.txt").read_text() == "mine"
+
+
+def test_a_federation_written_before_a_new_knob_is_still_recognised() -> None:
+    """A scenario.yaml that predates a per-site or global setting (which is off by
+    default, so nothing generated changes) describes the same federation; any other
+    difference does not."""
+    import dataclasses
+
+    from fedshift.config import CONFIG_DIR, load_config, to_yaml
+    from fedshift.data.synth.config import SynthConfig
+    from fedshift.site.folders import same_federation
+
+    cfg = load_config(SynthConfig, [CONFIG_DIR / "scenarios" / "default.yaml"], ["seed=0"])
+    written = to_yaml(cfg)
+    older = "\n".join(
+        line
+        for line in written.splitlines()
+        if "field_t" not in line and "spike_strength" not in line
+    )
+    assert older != written
+    assert same_federation(older, cfg)
+    assert not same_federation(older, dataclasses.replace(cfg, seed=1))
+    sites = dict(cfg.sites)
+    sites["site0"] = dataclasses.replace(sites["site0"], field_t=3.0)
+    assert not same_federation(older, dataclasses.replace(cfg, sites=sites))
+    assert not same_federation("sites: [", cfg)
