@@ -3,8 +3,9 @@ packages itself).
 
 Reads ``RUN/config.yaml`` (as plain YAML: older and newer runs alike), the last
 checkpoint (``RUN/checkpoints/state.json`` + ``round_NNN.npz``), ``RUN/metrics.json``
-and, when intensity alignment was on, ``RUN/reference.npz``. Every value read from
-metrics.json goes through :func:`run_summary`.
+and ``RUN/reference.npz`` when the run had secure statistics (the package keeps the
+federation's reference, and its intensity histogram when intensity alignment was on).
+Every value read from metrics.json goes through :func:`run_summary`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from omegaconf import OmegaConf
 from fedshift.bundle.io import write_bundle
 from fedshift.bundle.layout import IntensityReference, run_config_hash, seg_from_dict
 from fedshift.errors import BundleError, FedShiftError
+from fedshift.shift.reference import Reference
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +177,29 @@ def _last_checkpoint(state_path: Path) -> tuple[int, list[np.ndarray]]:
         raise BundleError(f"{state_path}: the last checkpoint cannot be read: {exc}") from None
 
 
+def _reference_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """The arrays of ``RUN/reference.npz`` (None when the run wrote none)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path) as data:
+            return {key: data[key].copy() for key in data.files}
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path} is not readable: {exc}") from None
+
+
+def _complete_reference(arrays: dict[str, np.ndarray] | None) -> Reference | None:
+    """The whole reference when ``arrays`` hold one (an older run's file may hold only
+    the intensity histogram: the package then goes without)."""
+    if arrays is None:
+        return None
+    try:
+        return Reference.from_arrays(arrays)
+    except (ValueError, KeyError, IndexError) as exc:
+        log.info("reference.npz is not a whole reference (%s); the package goes without", exc)
+        return None
+
+
 def bundle_from_run(
     run_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -210,10 +235,10 @@ def bundle_from_run(
         spacing, spacing_source = training_spacing(config)
     else:
         spacing_source = "given"
-    reference = None
-    if _get(config, "fed", "align_intensity") and (run / "reference.npz").is_file():
-        with np.load(run / "reference.npz") as data:
-            reference = IntensityReference.from_reference({k: data[k] for k in data.files})
+    arrays = _reference_arrays(run / "reference.npz")
+    intensity = None
+    if _get(config, "fed", "align_intensity") and arrays is not None:
+        intensity = IntensityReference.from_reference(arrays)
     return write_bundle(
         out_dir,
         weights=weights,
@@ -223,8 +248,9 @@ def bundle_from_run(
         val_dice=summary.val_dice,
         run_config_hash=run_config_hash(config),
         spacing=spacing,
-        intensity_reference=reference,
+        intensity_reference=intensity,
         threshold_source=source,
+        reference=_complete_reference(arrays),
         source={
             "run_dir": str(run.resolve()),
             "round": last_round,

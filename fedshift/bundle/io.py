@@ -29,6 +29,7 @@ from fedshift.bundle.layout import (
     LABEL_MAP,
     METADATA,
     ORIENTATION,
+    REFERENCE,
     WEIGHTS,
     IntensityReference,
     major,
@@ -37,11 +38,18 @@ from fedshift.bundle.layout import (
     seg_from_dict,
     seg_to_dict,
 )
+from fedshift.bundle.reference import (
+    load_reference,
+    reference_arrays,
+    reference_summary,
+    save_reference,
+)
 from fedshift.errors import BundleError
 from fedshift.model.config import SegConfig
 from fedshift.model.network import SegNet, build_network
 from fedshift.model.preprocess import file_digest
 from fedshift.shift.intensity import IntensityMap
+from fedshift.shift.reference import Reference
 
 Weights = Sequence[np.ndarray] | Mapping[str, Any]
 
@@ -61,6 +69,8 @@ class ModelBundle:
     orientation : axis codes of the arrays the network saw (``"RAS"``).
     intensity_map : the site's own intensity map (site packages), else None.
     metadata : the whole ``configs/metadata.json``.
+    reference : the federation's reference (:mod:`fedshift.bundle.reference`), else None
+        (a run without secure statistics, or a package written before packages kept it).
     """
 
     root: Path
@@ -71,6 +81,7 @@ class ModelBundle:
     orientation: str
     intensity_map: IntensityMap | None
     metadata: dict[str, Any]
+    reference: Reference | None = None
 
     @property
     def info(self) -> dict[str, Any]:
@@ -78,7 +89,7 @@ class ModelBundle:
         return self.metadata["fedshift"]
 
 
-def _state_dict(weights: Weights, seg: SegConfig) -> OrderedDict[str, torch.Tensor]:
+def state_dict_of(weights: Weights, seg: SegConfig) -> OrderedDict[str, torch.Tensor]:
     """Named CPU tensors in the network's order, checked against the network's shapes."""
     own = build_network(seg.model).state_dict()
     if isinstance(weights, Mapping):
@@ -104,7 +115,7 @@ def _state_dict(weights: Weights, seg: SegConfig) -> OrderedDict[str, torch.Tens
     return out
 
 
-def _replace_folder(tmp: Path, out_dir: Path) -> None:
+def replace_folder(tmp: Path, out_dir: Path) -> None:
     """Move the finished ``tmp`` folder to ``out_dir`` (an old package there is removed)."""
     old = None
     if out_dir.exists():
@@ -115,12 +126,19 @@ def _replace_folder(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_package(
+def write_package(
     out_dir: Path,
     state: Mapping[str, torch.Tensor],
     meta_for: Any,
     intensity_map: IntensityMap | None,
+    reference: Mapping[str, np.ndarray] | None = None,
 ) -> Path:
+    """Assemble a package in a hidden folder next to ``out_dir``, then rename it there.
+
+    ``meta_for(files)`` returns the whole metadata given the files written and their
+    checksums; ``reference`` holds checked arrays (:func:`fedshift.bundle.reference.
+    reference_arrays`). Every package writer of :mod:`fedshift.bundle` ends here.
+    """
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
@@ -133,9 +151,13 @@ def _write_package(
             np.savez(tmp / INTENSITY_MAP, x=intensity_map.x, y=intensity_map.y)
             files["intensity_map"] = INTENSITY_MAP
             files["intensity_map_sha256"] = file_digest(tmp / INTENSITY_MAP)
+        if reference is not None:
+            save_reference(tmp / REFERENCE, reference)
+            files["reference"] = REFERENCE
+            files["reference_sha256"] = file_digest(tmp / REFERENCE)
         (tmp / METADATA).write_text(json.dumps(meta_for(files), indent=1))
         (tmp / INFERENCE).write_text(INFERENCE_YAML)
-        _replace_folder(tmp, out_dir)
+        replace_folder(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -155,6 +177,7 @@ def write_bundle(
     intensity_reference: IntensityReference | None = None,
     threshold_source: str = "tuned on the labelled sites' validation cases",
     source: Mapping[str, Any] | None = None,
+    reference: Any = None,
 ) -> Path:
     """Write the federation's global model as a package at ``out_dir``.
 
@@ -171,9 +194,12 @@ def write_bundle(
     intensity_reference : the federation's intensity histogram when
         ``fed.align_intensity`` was on (sites then map onto it before the network).
     source : where the model came from (e.g. run folder, round), recorded as is.
+    reference : the federation's reference under these weights (a
+        :class:`~fedshift.shift.reference.Reference` or its ``to_arrays()``, lists allowed),
+        kept as ``models/reference.npz`` for ``fedshift adapt``; None: the run had none.
 
     Returns the package folder. Raises :class:`BundleError` when the weights do not fit
-    ``seg_cfg.model`` or a value is out of range.
+    ``seg_cfg.model``, the reference does not fit its embeddings, or a value is out of range.
     """
     seg_cfg.validate()
     if not 0.0 < float(threshold) < 1.0:
@@ -181,7 +207,11 @@ def write_bundle(
     spacing = [float(s) for s in spacing]
     if len(spacing) != 3 or not all(np.isfinite(spacing)) or min(spacing) <= 0:
         raise BundleError(f"spacing={spacing!r} is not three positive voxel sizes in mm")
-    state = _state_dict(weights, seg_cfg)
+    state = state_dict_of(weights, seg_cfg)
+    ref_arrays, ref_summary = None, None
+    if reference is not None:
+        ref_arrays = reference_arrays(reference, seg_cfg.model.feat_dim)
+        ref_summary = reference_summary(Reference.from_arrays(ref_arrays))
     info: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "version": __version__,
@@ -198,46 +228,18 @@ def write_bundle(
         "seg": seg_to_dict(seg_cfg),
         "site": None,
         "source": dict(source or {}),
+        "reference": ref_summary,
     }
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    return _write_package(
+    return write_package(
         Path(out_dir),
         state,
         lambda files: json.loads(
             json.dumps(monai_metadata(seg_cfg, {**info, "files": files}, created))
         ),
         None,
+        ref_arrays,
     )
-
-
-def site_bundle(
-    global_dir: str | os.PathLike[str],
-    out_dir: str | os.PathLike[str],
-    intensity_map: IntensityMap | None,
-    *,
-    site: str | None = None,
-) -> Path:
-    """The package a site uses: the global package at ``global_dir`` plus the site's own
-    intensity map (applied after z-scoring, before the network), written at ``out_dir``.
-
-    ``intensity_map=None`` (alignment off, or no reference yet) copies the global package
-    with the site's name recorded.
-    """
-    bundle = load_bundle(global_dir)
-    if intensity_map is not None:
-        x, y = np.asarray(intensity_map.x, float), np.asarray(intensity_map.y, float)
-        if x.ndim != 1 or x.shape != y.shape or x.size < 2 or np.any(np.diff(x) <= 0):
-            raise BundleError("intensity map must have increasing knots x and as many y values")
-        intensity_map = IntensityMap(x=x, y=y)
-    meta = json.loads(json.dumps(bundle.metadata))
-    meta["fedshift"]["site"] = site
-
-    def meta_for(files: dict[str, str]) -> dict[str, Any]:
-        meta["fedshift"]["files"] = files
-        return meta
-
-    state = OrderedDict((k, v.detach().cpu()) for k, v in bundle.network.state_dict().items())
-    return _write_package(Path(out_dir), state, meta_for, intensity_map)
 
 
 def _check_version(info: Mapping[str, Any], path: Path) -> None:
@@ -348,6 +350,12 @@ def load_bundle(root: str | os.PathLike[str]) -> ModelBundle:
         map_path = _required(root, str(map_rel))
         intensity_map = _load_intensity_map(map_path)
         _verify(map_path, info, "intensity_map")
+    reference = None
+    ref_rel = info.get("files", {}).get("reference")
+    if ref_rel:
+        ref_path = _required(root, str(ref_rel))
+        reference = load_reference(ref_path, seg.model.feat_dim)
+        _verify(ref_path, info, "reference")
     return ModelBundle(
         root.resolve(),
         network,
@@ -357,4 +365,5 @@ def load_bundle(root: str | os.PathLike[str]) -> ModelBundle:
         orientation,
         intensity_map,
         meta,
+        reference,
     )

@@ -6,13 +6,14 @@ A package is a folder::
     configs/inference.yaml    a MONAI bundle inference workflow (``python -m monai.bundle run``)
     models/model.pt           the network's state dict (torch tensors)
     models/intensity_map.npz  a site's own intensity map (site packages only)
+    models/reference.npz      the federation's reference (runs with secure statistics)
 
 The ``fedshift`` section holds everything inference needs besides the weights: the
 segmentation settings (network, preprocessing, sliding window), the decision threshold,
 the training spacing and orientation, the sites and case counts that trained the model,
 the federation's validation Dice, and, when intensity alignment was on, the federation's
-intensity reference. Nothing in a package identifies a patient: weights and aggregate
-numbers only.
+intensity reference; an adapted package (``fedshift adapt``) also records how it was
+adapted. Nothing in a package identifies a patient: weights and aggregate numbers only.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ METADATA = "configs/metadata.json"
 INFERENCE = "configs/inference.yaml"
 WEIGHTS = "models/model.pt"
 INTENSITY_MAP = "models/intensity_map.npz"
+#: the federation's reference (:mod:`fedshift.bundle.reference`), when the run had one
+REFERENCE = "models/reference.npz"
 #: the package layout's own version; a reader refuses another one
 BUNDLE_FORMAT = 1
 #: orientation of the arrays the network saw (``read_volume`` reorients to RAS+)

@@ -5,8 +5,12 @@ own intensity map), sent in one last message to each site.
 The package records what the federation knows of its model: the decision threshold the
 labelled sites tuned on validation (the one sites without labels are scored with), the
 training case count of each site that trained, the mean validation Dice, the voxel size
-the sites' images are at (from their readiness answers: training never resamples), and the
-federation's intensity histogram when sites aligned intensities.
+the sites' images are at (from their readiness answers: training never resamples), the
+federation's intensity histogram when sites aligned intensities, and, with secure
+statistics, the federation's whole reference under the final model (``RUN/reference.npz``
+of the last statistics round: class-conditional embedding Gaussians, intensity and
+lesion-load histograms, descriptor sums; sums over >= 3 sites), which a site needs to
+adapt the model on its own images later (``fedshift adapt``).
 """
 
 from __future__ import annotations
@@ -72,6 +76,11 @@ def describe_package(
         if arrays is None:
             raise FedShiftError(f"{folder.root / 'reference.npz'} is missing: no package")
         package["intensity_reference"] = IntensityReference.from_reference(arrays).as_dict()
+    if cfg.fed.secure_stats:
+        arrays = folder.load_arrays("reference.npz")
+        if arrays is None:
+            raise FedShiftError(f"{folder.root / 'reference.npz'} is missing: no package")
+        package["reference"] = {name: value.tolist() for name, value in arrays.items()}
     return package
 
 
