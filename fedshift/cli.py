@@ -1,7 +1,10 @@
 """The ``fedshift`` command.
 
 Each subcommand lives in its own module exposing ``HELP`` (one line),
-``add_arguments(parser)`` and ``run(args) -> int``; this file only registers them.
+``add_arguments(parser)`` and ``run(args) -> int``; this file only registers them. A
+module that takes ``key=value`` settings as a positional list names it in ``SETTINGS``
+(the argument's dest): settings given after an option (``adapt M S --out P lr=1e-3``,
+which argparse alone refuses) are added to that list.
 Usage errors (:class:`fedshift.errors.UsageError`, config errors included) print one line
 and exit with 2. ``-v`` (debug logging, Flower's and Ray's own messages) works before or
 after the subcommand; the console itself is :mod:`fedshift.logs`'s.
@@ -33,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "coordinator": "fedshift.commands.coordinator",
     "predict": "fedshift.commands.predict",
     "evaluate": "fedshift.commands.evaluate",
+    "adapt": "fedshift.commands.adapt",
 }
 
 
@@ -60,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
             parents=[after],
         )
         module.add_arguments(cmd)
-        cmd.set_defaults(_run=module.run)
+        cmd.set_defaults(_run=module.run, _settings=getattr(module, "SETTINGS", None))
     return parser
 
 
@@ -70,7 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # -v anywhere (argparse alone refuses it between two positionals: `config show -v k=v`)
     end = argv.index("--") if "--" in argv else len(argv)
     verbose = any(a in VERBOSE_FLAGS for a in argv[:end])
-    args = parser.parse_args([a for a in argv[:end] if a not in VERBOSE_FLAGS] + argv[end:])
+    args, extra = parser.parse_known_args(
+        [a for a in argv[:end] if a not in VERBOSE_FLAGS] + argv[end:]
+    )
+    dest = getattr(args, "_settings", None)
+    if extra and dest and all("=" in a and not a.startswith("-") for a in extra):
+        getattr(args, dest).extend(extra)  # settings after an option
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     args.verbose = verbose
     logs.setup(verbose=verbose)
     if args.command is None:

@@ -23,7 +23,22 @@ ALLOWED: dict[str, set[str]] = {
     "render": {"errors"},
     "shift": {"errors"},
     "secagg": {"errors"},
+    # site-local adaptation of a package: above model, bundle, shift and inference; no
+    # site runtime, run state or Flower (it runs at a hospital with no federation)
+    "adapt": {
+        "errors",
+        "config",
+        "atomic",
+        "logs",
+        "data",
+        "model",
+        "shift",
+        "bundle",
+        "inference",
+    },  # fmt: skip
 }
+#: package -> the only packages that may import it (the entry points)
+IMPORTED_ONLY_BY: dict[str, set[str]] = {"adapt": {"commands"}}
 #: modules that make up the coordinator; none may reach the synthetic-data generator
 COORDINATOR = ("fedshift.fl.server", "fedshift.fl.secure_rounds", "fedshift.fl.grid")
 GENERATOR = "fedshift.data.synth."
@@ -107,6 +122,16 @@ def test_lower_layers_import_only_what_they_may() -> None:
         for dst in sorted(dsts - ALLOWED[pkg])
     ]
     assert not bad, "forbidden edges: " + ", ".join(bad)
+
+
+def test_upper_packages_are_imported_only_from_above() -> None:
+    bad = [
+        f"fedshift.{src} -> fedshift.{dst}"
+        for src, dsts in _package_graph().items()
+        for dst in sorted(dsts)
+        if dst in IMPORTED_ONLY_BY and src not in IMPORTED_ONLY_BY[dst]
+    ]
+    assert not bad, "imports from below: " + ", ".join(bad)
 
 
 def test_flower_is_imported_only_in_fl() -> None:
