@@ -137,11 +137,18 @@ def site_panel(
 ) -> dict[str, Any]:
     """What one site's section shows: its verdict (``entry`` of ``diagnosis.json``) and,
     when its private files are here, its charts and descriptor table."""
-    panel: dict[str, Any] = {"name": name, "verdict": verdict(entry) if entry else None}
+    panel: dict[str, Any] = {
+        "name": name,
+        "verdict": verdict(entry) if entry else None,
+        "stale": None,
+    }
     reference = (folder.load_reference() if folder else None) or fallback
     if folder is None or reference is None or not folder.local_path.is_file():
         return {**panel, "private": False}
-    local = folder.load_local()
+    try:
+        local = folder.load_local()
+    except (KeyError, ValueError) as err:  # written by a FedShift with other descriptors
+        return {**panel, "private": False, "stale": str(err)}
     intensity = _intensity_chart(local, reference)
     embeddings = _embedding_charts(local, reference)
     notes = [] if intensity else ["No intensity histogram: no brain voxel was counted."]

@@ -1,7 +1,8 @@
 """The shift verdicts of ``diagnosis.json`` in words, for the diagnosis and run reports.
 
 Two views of the same entries: one card per site (its verdict as a sentence, the
-evidence as a list, the similarities the verdict rests on) and the full table of the
+evidence as a list, the similarities the verdict rests on, and its tissue order in words
+when CSF is brighter than white matter) and the full table of the
 scalars every site reported, one row per indicator and one column per site, grouped by
 what the indicator is for. Pure data in, plain dicts and strings out; the templates in
 ``templates/verdicts.html.j2`` draw them.
@@ -15,6 +16,7 @@ from typing import Any
 
 from fedshift.render.pages import num
 from fedshift.shift.diagnosis import DiagnosisConfig
+from fedshift.shift.tissue import CSF_BRIGHT_RANK
 
 _BOUNDS = DiagnosisConfig()
 
@@ -24,6 +26,11 @@ FAMILY_WORDS = {
     "population": "its patients' lesion load differs from the rest's",
     "annotation": "its labels are drawn unlike the rest's (annotation protocol)",
 }
+#: the tissue order in words, for a site whose CSF ranks at or above CSF_BRIGHT_RANK
+TISSUE_WORDS = (
+    "CSF brighter than white matter: the tissues changed order; a monotone intensity map "
+    "cannot undo this."
+)
 #: the similarity a family's verdict rests on (1 alike, 0 unlike)
 SIMILARITIES = (
     ("acquisition", "acquisition_similarity"),
@@ -45,6 +52,20 @@ INDICATOR_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
             ("contrast_offset", "contrast"),
             ("nonuniformity_offset", "non-uniformity"),
             ("sharpness_offset", "sharpness"),
+            ("csf_rank_offset", "tissue order (CSF rank)"),
+        ),
+    ),
+    (
+        "Acquisition: what a monotone intensity map cannot change (CSF rank among the deep "
+        f"tissue, 0 darkest, 1 brightest, {CSF_BRIGHT_RANK:g} or above: CSF brighter than "
+        "white matter; AUC of intensity for lesion against normal-appearing white matter and "
+        "grey matter, labelled cases, before and after the site's intensity map)",
+        (
+            ("csf_rank", "CSF rank"),
+            ("lesion_auc_nawm", "AUC lesion vs NAWM"),
+            ("lesion_auc_nawm_mapped", "AUC lesion vs NAWM, intensity-mapped"),
+            ("lesion_auc_gm", "AUC lesion vs GM"),
+            ("lesion_auc_gm_mapped", "AUC lesion vs GM, intensity-mapped"),
         ),
     ),
     (
@@ -85,8 +106,9 @@ def verdict(entry: Mapping[str, Any]) -> dict[str, Any]:
     Returns
     -------
     ``{"status": "shifted" | "clear" | "unknown", "families": [...], "sentence": str,
-    "evidence": [str, ...], "similarities": str}``; "unknown" when the site reported
-    nothing the verdict rests on.
+    "evidence": [str, ...], "similarities": str, "tissue": str | None}``; "unknown" when
+    the site reported nothing the verdict rests on; ``tissue`` is :data:`TISSUE_WORDS`
+    when its CSF ranks at or above ``CSF_BRIGHT_RANK`` among its deep tissue.
     """
     families = [f for f in entry.get("shift", []) if f]
     indicators = entry.get("indicators", {}) or {}
@@ -107,7 +129,12 @@ def verdict(entry: Mapping[str, Any]) -> dict[str, Any]:
         "sentence": sentence,
         "evidence": evidence,
         "similarities": ", ".join(f"{f} {num(v, 2)}" for f, v in sims),
+        "tissue": TISSUE_WORDS if _bright_csf(indicators.get("csf_rank")) else None,
     }
+
+
+def _bright_csf(rank: Any) -> bool:
+    return _measured(rank) and rank >= CSF_BRIGHT_RANK
 
 
 def verdict_cards(diagnosis: Mapping[str, Any]) -> list[dict[str, Any]]:

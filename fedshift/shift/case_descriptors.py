@@ -19,6 +19,9 @@ Each case is described by three small vectors, one per kind of dataset shift
   cases only). A population shift moves labels and predictions together; an annotation
   shift moves only the labels.
 
+Two more families, the tissue order (every case) and the lesion separability (labelled
+cases), measure what a monotone intensity map cannot change: :mod:`fedshift.shift.tissue`.
+
 The descriptors stay at the site. Their names and kernel scales per family are
 :data:`fedshift.shift.descriptors.FAMILIES`; how a site compares their distribution with
 the rest of the federation's is :mod:`fedshift.shift.descriptors`.

@@ -2,7 +2,9 @@
 
 Each case of a site is described by three small vectors, one per kind of dataset shift
 (acquisition, population, annotation; computed by :mod:`fedshift.shift.case_descriptors`,
-named with their kernel scales in :data:`FAMILIES`).
+named with their kernel scales in :data:`FAMILIES`), and two families of evidence about
+what a monotone intensity map cannot change (:mod:`fedshift.shift.tissue`): the tissue
+order (every case) and the lesion separability (labelled cases).
 
 A site cannot see another site's cases, only the secure sum over all sites. So each family
 is summarised by random Fourier features (Rahimi & Recht 2007) of its descriptor vectors,
@@ -52,7 +54,21 @@ FAMILIES: dict[str, tuple[tuple[str, float], ...]] = {
         ("volume_agreement", 0.2),  # log((label mL + 0.1) / (predicted mL + 0.1))
         ("count_agreement", 0.3),  # log((label count + 1) / (predicted count + 1))
     ),
+    # acquisition evidence a monotone intensity map cannot change (fedshift.shift.tissue)
+    "tissue": (
+        ("csf_rank", 0.25),  # rank of CSF among deep tissue: ~0.03 FLAIR, > 0.5 CSF above WM
+    ),
+    "separability": (  # labelled cases only; shown, never decides a verdict
+        ("lesion_auc_nawm", 0.05),  # AUC of intensity, lesion vs normal-appearing WM
+        ("lesion_auc_gm", 0.05),  # lesion vs grey matter
+        ("lesion_auc_nawm_mapped", 0.05),  # the same after the site's intensity map
+        ("lesion_auc_gm_mapped", 0.05),
+    ),
 }
+#: the kinds of shift (Castro et al. 2020), each decided from its own family; the other
+#: families are evidence: ``tissue`` joins acquisition's median offsets, ``separability``
+#: is reported only
+SHIFT_KINDS: tuple[str, ...] = ("acquisition", "population", "annotation")
 
 #: descriptor -> (low, high) of its histogram; values outside count in the end bins
 RANGES: dict[str, tuple[float, float]] = {
@@ -64,6 +80,11 @@ RANGES: dict[str, tuple[float, float]] = {
     "lesion_count": (0.0, 6.0),
     "volume_agreement": (-5.0, 5.0),
     "count_agreement": (-4.0, 4.0),
+    "csf_rank": (0.0, 1.0),
+    "lesion_auc_nawm": (0.0, 1.0),
+    "lesion_auc_gm": (0.0, 1.0),
+    "lesion_auc_nawm_mapped": (0.0, 1.0),
+    "lesion_auc_gm_mapped": (0.0, 1.0),
 }
 #: bins of each descriptor's histogram
 HIST_BINS = 128

@@ -4,7 +4,7 @@ Causal view of Castro, Walker & Glocker (2020), with Z the anatomy (lesions incl
 X the image, Y the label:
 
 - **acquisition** changes P(X | Z): the site's images look different (noise, contrast,
-  non-uniformity, sharpness);
+  non-uniformity, sharpness, the order of its tissues);
 - **population** changes P(Z): its lesion load differs (as the global model sees it, so
   it is measured on unlabelled sites too);
 - **annotation** changes P(Y | Z): its labels disagree with the global model's
@@ -18,8 +18,8 @@ rest of the federation's cases, in [0, ~1]; for population, on the effect size o
 lesion load (:func:`fedshift.shift.descriptors.mean_difference`). The rule is
 
 - acquisition  <- on some acquisition descriptor (noise, contrast, non-uniformity,
-  sharpness), the site's median case lies at least ``DiagnosisConfig.offset`` scales from
-  the federation's median case (:func:`fedshift.shift.descriptors.median_offsets`);
+  sharpness, CSF rank), the site's median case lies at least ``DiagnosisConfig.offset``
+  scales from the federation's median case (:func:`fedshift.shift.descriptors.median_offsets`);
 - population   <- predicted lesion load (volume or count) differing from the rest's by at
   least ``DiagnosisConfig.population_effect`` standard deviations, images alike
   (acquisition not flagged);
@@ -36,6 +36,17 @@ the rest is low although it is the least shifted (site0 of the ``acquisition`` s
 the federation's median case is the common scanner's, and the unchanged site sits on
 it. This needs descriptors that each respond to one change
 (:func:`fedshift.shift.case_descriptors.appearance`).
+
+The CSF rank (:func:`fedshift.shift.tissue.tissue_order`) is the one acquisition
+descriptor an intensity map cannot move: it is a rank, and the map keeps ranks. A site
+whose CSF sits above its white matter (a FLAIR with too short an inversion time) is named
+acquisition on it, with the words that say so; its scale (0.25 in rank) is hand-set: on
+the synthetic FLAIR cases of every scanner setting rank CSF at 0.025 or 0.075, and CSF
+brighter than white matter ranks it at 0.6-1 (``docs/diagnosis.md``). The lesion
+separability (AUC of intensity, lesion against normal-appearing white matter and grey
+matter, labelled cases; before and after the site's intensity map) is reported and decides
+nothing: labels move it as much as the scanner (a dilating rater lowers it), and no
+intensity map changes it.
 
 Population and annotation compare the site's lesion loads and label agreement with the
 other sites', as the global model reads them; a scanner change moves what the model
@@ -102,9 +113,12 @@ from fedshift.shift.indicators import (
     intensity_distance,
     lesion_load_distances,
     population_effect,
+    separability_indicators,
+    tissue_indicators,
 )
 from fedshift.shift.reference import Reference
 from fedshift.shift.stats import SiteStatistics
+from fedshift.shift.tissue import CSF_BRIGHT_RANK
 
 
 @dataclass(frozen=True)
@@ -119,8 +133,9 @@ class DiagnosisConfig:
         about 0.25 or less.
     offset : acquisition counts as shifted when the site's median case lies at least this
         many scales from the federation's on some acquisition descriptor. The scales
-        (``FAMILIES["acquisition"]``) are the change that counts as clear on each. The same
-        bound applies to the calibration cases' volume and count ratios (annotation).
+        (``FAMILIES["acquisition"]``, ``FAMILIES["tissue"]``) are the change that counts as
+        clear on each. The same bound applies to the calibration cases' volume and count
+        ratios (annotation).
     population_effect : population counts as shifted when the site's predicted lesion
         load differs from the rest's by at least this many standard deviations (absolute
         value). On the four scenario runs of an earlier validation unshifted sites reached
@@ -186,6 +201,32 @@ def _calibration(ind: SiteIndicators) -> dict[str, float]:
     """Calibration measure -> its value in scales (empty without calibration cases)."""
     measured = _measured(ind, {k: name for k, (name, _) in CALIBRATION.items()})
     return {k: v / CALIBRATION[k][1] for k, v in measured.items()}
+
+
+def _bright_csf_words(ind: SiteIndicators) -> str | None:
+    """The site's tissue order in words when CSF is brighter than white matter
+    (``csf_rank`` at or above :data:`~fedshift.shift.tissue.CSF_BRIGHT_RANK`), else None."""
+    rank = ind.csf_rank
+    if rank is None or not np.isfinite(rank) or rank < CSF_BRIGHT_RANK:
+        return None
+    return (
+        f"CSF brighter than white matter (CSF rank {rank:.2f}): the tissues changed order, "
+        "and a monotone intensity map cannot undo this"
+    )
+
+
+def _tissue_note(ind: SiteIndicators, cfg: DiagnosisConfig) -> str | None:
+    """Why the tissue order makes the site's images differ, when it does."""
+    offset = ind.csf_rank_offset
+    if offset is None or not np.isfinite(offset) or abs(offset) < cfg.offset:
+        return None
+    bright = _bright_csf_words(ind)
+    if bright:
+        return bright
+    return (
+        "CSF ranks unlike the federation's median case among the deep tissue: the tissues "
+        "changed order, and a monotone intensity map cannot undo this"
+    )
 
 
 def _low(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConfig) -> dict[str, str]:
@@ -265,6 +306,9 @@ def _verdict(ind: SiteIndicators, cfg: DiagnosisConfig) -> Diagnosis:
             notes.append(
                 f"images unlike the federation's median case ({low['acquisition']} scales)"
             )
+            tissue = _tissue_note(ind, cfg)
+            if tissue:
+                notes.append(tissue)
         else:
             notes.append(
                 f"images unlike the rest (acquisition similarity {scores['acquisition']:.2f})"
@@ -358,4 +402,6 @@ def measure(
         volume_bias=volume_bias,
         **lesion_load_distances(stats, reference),
         **calibration_indicators(calibration),
+        **tissue_indicators(stats),
+        **separability_indicators(stats),
     )

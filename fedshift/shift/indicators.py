@@ -15,16 +15,28 @@ from dataclasses import dataclass
 import numpy as np
 
 from fedshift.shift.calibration import Calibration
-from fedshift.shift.descriptors import FAMILIES, mean_difference, median_offsets, similarity
+from fedshift.shift.descriptors import (
+    FAMILIES,
+    SHIFT_KINDS,
+    KernelSummary,
+    mean_difference,
+    median_offsets,
+    similarity,
+)
 from fedshift.shift.distances import bures_wasserstein, histogram_distance, wasserstein_1d_hist
 from fedshift.shift.embeddings import gaussian_from
 from fedshift.shift.reference import Reference
 from fedshift.shift.stats import SiteStatistics
 
 #: shift family -> the indicator that decides it
-SIMILARITY: dict[str, str] = {family: f"{family}_similarity" for family in FAMILIES}
+SIMILARITY: dict[str, str] = {family: f"{family}_similarity" for family in SHIFT_KINDS}
+#: the descriptor families whose median offsets decide acquisition: the image's appearance
+#: and the order of its tissues (:mod:`fedshift.shift.tissue`)
+ACQUISITION_FAMILIES: tuple[str, ...] = ("acquisition", "tissue")
 #: acquisition descriptor -> the indicator holding its median offset
-OFFSET: dict[str, str] = {name: f"{name}_offset" for name, _ in FAMILIES["acquisition"]}
+OFFSET: dict[str, str] = {
+    name: f"{name}_offset" for family in ACQUISITION_FAMILIES for name, _ in FAMILIES[family]
+}
 #: calibration measure -> (its indicator, its scale: the annotation descriptor's)
 CALIBRATION: dict[str, tuple[str, float]] = {
     "volume": ("calibration_volume", dict(FAMILIES["annotation"])["volume_agreement"]),
@@ -41,9 +53,9 @@ class SiteIndicators:
     site : str
     acquisition_similarity, population_similarity, annotation_similarity : how much the
         site's cases look like the rest of the federation's, per family (1 alike, 0 unlike)
-    noise_offset, contrast_offset, nonuniformity_offset, sharpness_offset : the site's
-        median case minus the federation's median case on that acquisition descriptor,
-        in units of its scale (``FAMILIES["acquisition"]``)
+    noise_offset, contrast_offset, nonuniformity_offset, sharpness_offset, csf_rank_offset :
+        the site's median case minus the federation's median case on that acquisition
+        descriptor, in units of its scale (``FAMILIES["acquisition"]``, ``FAMILIES["tissue"]``)
     population_effect : the site's mean predicted lesion load minus the rest's, in
         standard deviations (the population descriptor that differs most, with its sign:
         > 0 more or larger lesions than the rest)
@@ -57,6 +69,14 @@ class SiteIndicators:
     calibration_volume, calibration_count, calibration_dice : the site's labels of the
         shared calibration cases against the reference standard (mean log volume and
         count ratios, Dice; :class:`~fedshift.shift.calibration.Calibration`)
+    csf_rank : the site's median case's rank of CSF among deep tissue (0 darkest, 1
+        brightest; :func:`~fedshift.shift.tissue.tissue_order`): about 0.03 on FLAIR,
+        above 0.5 when CSF is brighter than white matter
+    lesion_auc_nawm, lesion_auc_gm : mean over the site's labelled cases of the AUC of
+        intensity for lesion against normal-appearing white matter / grey matter
+        (:func:`~fedshift.shift.tissue.separability`), before the site's intensity map
+    lesion_auc_nawm_mapped, lesion_auc_gm_mapped : the same after the map (equal for a
+        strictly increasing map)
     """
 
     site: str
@@ -67,6 +87,7 @@ class SiteIndicators:
     contrast_offset: float | None = None
     nonuniformity_offset: float | None = None
     sharpness_offset: float | None = None
+    csf_rank_offset: float | None = None
     population_effect: float | None = None
     intensity_w1: float | None = None
     embedding_bw: float | None = None
@@ -77,6 +98,11 @@ class SiteIndicators:
     calibration_volume: float | None = None
     calibration_count: float | None = None
     calibration_dice: float | None = None
+    csf_rank: float | None = None
+    lesion_auc_nawm: float | None = None
+    lesion_auc_gm: float | None = None
+    lesion_auc_nawm_mapped: float | None = None
+    lesion_auc_gm_mapped: float | None = None
 
 
 def intensity_distance(stats: SiteStatistics, reference: Reference) -> float | None:
@@ -176,12 +202,12 @@ def family_similarities(stats: SiteStatistics, reference: Reference) -> dict[str
     dict
         Indicator name (:data:`SIMILARITY`) -> the kernel similarity in [0, ~1]
         (:func:`~fedshift.shift.descriptors.similarity`; ``None`` with too few cases), for
-        each family both sides summarised, in the order of ``FAMILIES``. Scalars the site
-        reports.
+        each kind of shift (``SHIFT_KINDS``) both sides summarised, in that order. Scalars
+        the site reports.
     """
     return {
         SIMILARITY[f]: similarity(stats.descriptors[f], reference.descriptors[f])
-        for f in FAMILIES
+        for f in SHIFT_KINDS
         if f in reference.descriptors and f in stats.descriptors
     }
 
@@ -199,14 +225,67 @@ def acquisition_offsets(stats: SiteStatistics, reference: Reference) -> dict[str
     -------
     dict
         Indicator name (:data:`OFFSET`) -> the offset in units of the descriptor's scale
-        (:func:`~fedshift.shift.descriptors.median_offsets`); finite offsets only, empty
-        when either side has no acquisition summary or too few cases. Scalars the site
-        reports.
+        (:func:`~fedshift.shift.descriptors.median_offsets`), for each family of
+        :data:`ACQUISITION_FAMILIES` both sides summarised; finite offsets only, empty
+        when neither has or too few cases. Scalars the site reports.
     """
-    if "acquisition" not in reference.descriptors or "acquisition" not in stats.descriptors:
+    out: dict[str, float] = {}
+    for family in ACQUISITION_FAMILIES:
+        if family not in reference.descriptors or family not in stats.descriptors:
+            continue
+        found = median_offsets(stats.descriptors[family], reference.descriptors[family])
+        out.update({OFFSET[n]: v for n, v in (found or {}).items() if np.isfinite(v)})
+    return out
+
+
+def _own(stats: SiteStatistics, family: str) -> KernelSummary | None:
+    """The site's own summary of ``family``, ``None`` without a case in it."""
+    summary = stats.descriptors.get(family)
+    return summary if summary is not None and round(summary.n) >= 1 else None
+
+
+def tissue_indicators(stats: SiteStatistics) -> dict[str, float]:
+    """The site's median case's tissue order, for the verdict's words and the report.
+
+    Parameters
+    ----------
+    stats : SiteStatistics
+        The site's own statistics (stay at the site).
+
+    Returns
+    -------
+    dict
+        ``csf_rank``: the median of its cases' CSF rank (:func:`~fedshift.shift.tissue.
+        tissue_order`), read from its own histogram; empty without cases. A scalar the site
+        reports (the federation's comparison is ``csf_rank_offset``).
+    """
+    own = _own(stats, "tissue")
+    if own is None:
         return {}
-    found = median_offsets(stats.descriptors["acquisition"], reference.descriptors["acquisition"])
-    return {OFFSET[n]: v for n, v in (found or {}).items() if np.isfinite(v)}
+    value = own.medians()["csf_rank"]
+    return {"csf_rank": value} if np.isfinite(value) else {}
+
+
+def separability_indicators(stats: SiteStatistics) -> dict[str, float]:
+    """The mean lesion separability (AUCs) over the site's labelled cases.
+
+    Parameters
+    ----------
+    stats : SiteStatistics
+        The site's own statistics (stay at the site).
+
+    Returns
+    -------
+    dict
+        ``lesion_auc_nawm``, ``lesion_auc_gm`` and their ``_mapped`` twins (after the site's
+        intensity map), means over the cases that have lesions
+        (:func:`~fedshift.shift.tissue.separability`); empty without such cases. Scalars
+        the site reports; they never decide a verdict.
+    """
+    own = _own(stats, "separability")
+    if own is None:
+        return {}
+    return {name: mean for name, (mean, _) in own.moments().items() if np.isfinite(mean)}
 
 
 def calibration_indicators(calibration: Calibration | None) -> dict[str, float]:

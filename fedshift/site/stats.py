@@ -230,11 +230,15 @@ def case_contribution(
     """
     pre = cache.get(item["image"], aligned=False)
     label = _label(item, pre.image.shape)
-    feats, prob = case_features(model, model_input(pre, cache), cfg, device)
+    seen = model_input(pre, cache)
+    feats, prob = case_features(model, seen, cfg, device)
     samples = sample_voxels(feats, label, pre.mask, samples_per_class, case_rng(seed, item["case"]))
     kept, kept_labels = report_samples(samples)
     pred = (prob >= threshold) & pre.mask
-    described = case_descriptors(item, pre.mask, pred, label, pre.zooms, cache)
+    mapped = None if cache.intensity_map is None else seen
+    described = case_descriptors(
+        item, pre.image, pre.mask, pred, label, pre.zooms, cache, mapped=mapped
+    )
     stats = case_statistics(layout, pre.image, pre.mask, label, pre.zooms, samples, described)
     if label is None:
         return CaseContribution(stats, described, kept, kept_labels, None, 0.0, 0.0)

@@ -58,3 +58,26 @@ def test_write_needs_the_run_diagnosis(tmp_path: Path) -> None:
     (tmp_path / "diagnosis.json").write_text(json.dumps(BODY))
     out = write_diagnosis_report(tmp_path, out=tmp_path / "sub" / "d.html")
     assert out.is_file() and "<h2>t</h2>" in out.read_text()
+
+
+def test_statistics_saved_with_other_descriptors_are_said_not_drawn(tmp_path: Path) -> None:
+    """A site folder from before a descriptor family was added: its page says so instead
+    of failing."""
+    from fedshift.report.diagnosis_report import site_panel
+    from fedshift.shift.reference import build_reference
+    from fedshift.shift.stats import SiteStatistics, StatsLayout
+
+    class Older:
+        local_path = tmp_path / "local.npz"
+
+        def load_reference(self):
+            return build_reference(SiteStatistics.zeros(StatsLayout(2)))
+
+        def load_local(self):
+            raise KeyError("rows.tissue is not a file in the archive")
+
+    Older.local_path.write_bytes(b"")
+    panel = site_panel("old", Older(), None, {"shift": []})
+    assert panel["private"] is False and "rows.tissue" in panel["stale"]
+    page = render_diagnosis({"sites": {"old": {"shift": []}}}, "r", {"old": Older()})
+    assert "written by a FedShift with other descriptors" in page

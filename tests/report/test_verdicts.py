@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from fedshift.report.verdicts import FAMILY_WORDS, indicator_table, verdict, verdict_cards
+from fedshift.report.verdicts import (
+    FAMILY_WORDS,
+    TISSUE_WORDS,
+    indicator_table,
+    verdict,
+    verdict_cards,
+)
 
 
 def test_a_shifted_site_gets_its_families_in_words_and_its_evidence_as_a_list() -> None:
@@ -48,3 +54,33 @@ def test_indicator_table_has_sites_as_columns_and_drops_unmeasured_groups() -> N
     similarity = table["groups"][0]["rows"]
     assert similarity == [{"label": "acquisition", "cells": ["0.250", "0.500"]}]
     assert table["groups"][1]["rows"][0]["cells"] == ["0.700", "–"]
+
+
+def test_bright_csf_is_said_in_words_beside_the_acquisition_offsets() -> None:
+    body = {
+        "sites": {
+            "s": {"shift": [], "indicators": {"csf_rank": 0.025, "csf_rank_offset": 0.0}},
+            "t": {
+                "shift": ["acquisition"],
+                "evidence": "images unlike the federation's median case (csf_rank +3.8 scales)",
+                "indicators": {
+                    "csf_rank": 0.975,
+                    "csf_rank_offset": 3.8,
+                    "lesion_auc_nawm": 0.97,
+                    "lesion_auc_nawm_mapped": 0.97,
+                },
+            },
+        }
+    }
+    s, t = verdict_cards(body)
+    assert s["tissue"] is None
+    assert t["tissue"] == TISSUE_WORDS
+    assert "CSF brighter than white matter: the tissues changed order" in TISSUE_WORDS
+    groups = indicator_table(body)["groups"]
+    offsets = next(g["rows"] for g in groups if "median case" in g["title"])
+    assert {"label": "tissue order (CSF rank)", "cells": ["0.000", "3.800"]} in offsets
+    cannot = next(g for g in groups if "monotone intensity map cannot change" in g["title"])
+    assert cannot["rows"][0] == {"label": "CSF rank", "cells": ["0.025", "0.975"]}
+    order = [r["label"] for g in groups for r in g["rows"]]
+    assert order.index("tissue order (CSF rank)") < order.index("CSF rank")
+    assert "AUC lesion vs NAWM, intensity-mapped" in order and "AUC lesion vs GM" not in order

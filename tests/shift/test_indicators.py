@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fedshift.shift.calibration import Calibration
-from fedshift.shift.descriptors import KernelSummary
+from fedshift.shift.descriptors import FAMILIES, KernelSummary
 from fedshift.shift.embeddings import embedding_stats
 from fedshift.shift.indicators import (
     OFFSET,
@@ -15,9 +16,12 @@ from fedshift.shift.indicators import (
     embedding_distance,
     family_similarities,
     population_effect,
+    separability_indicators,
+    tissue_indicators,
 )
 from fedshift.shift.reference import build_reference
 from fedshift.shift.stats import SiteStatistics, StatsLayout
+from fedshift.shift.tissue import SEPARABILITY
 
 LAYOUT = StatsLayout(feat_dim=2)
 
@@ -62,8 +66,33 @@ def test_offsets_are_named_by_their_indicator():
 
     a, b, c = site(-4.0), site(-4.0), site(-3.0)
     offsets = acquisition_offsets(c, build_reference(a + b + c))
-    assert set(offsets) == set(OFFSET.values())
+    assert set(offsets) == {OFFSET[name] for name, _ in FAMILIES["acquisition"]}
     assert offsets["noise_offset"] > 1.0 and abs(offsets["contrast_offset"]) < 0.5
+
+
+def test_the_tissue_order_joins_the_acquisition_offsets():
+    """CSF ranked among the brightest deep tissue at one site of three: its offset is
+    named with the other acquisition offsets, and the site reports its own median rank."""
+
+    def site(rank: float) -> SiteStatistics:
+        rows = [{"csf_rank": rank} for _ in range(6)]
+        return _with(cases=6.0, descriptors={"tissue": KernelSummary.of("tissue", rows)})
+
+    a, b, c = site(0.025), site(0.025), site(0.8)
+    reference = build_reference(a + b + c)
+    assert acquisition_offsets(c, reference)["csf_rank_offset"] > 2.0
+    assert abs(acquisition_offsets(a, reference)["csf_rank_offset"]) < 0.1
+    assert tissue_indicators(c) == {"csf_rank": pytest.approx(0.8, abs=0.01)}
+    assert tissue_indicators(SiteStatistics.zeros(LAYOUT)) == {}
+
+
+def test_separability_is_the_mean_over_the_labelled_cases():
+    rows = [dict.fromkeys(SEPARABILITY, v) for v in (0.9, 0.8)]
+    stats = _with(descriptors={"separability": KernelSummary.of("separability", rows)})
+    got = separability_indicators(stats)
+    assert got == {k: pytest.approx(0.85) for k in SEPARABILITY}
+    assert separability_indicators(SiteStatistics.zeros(LAYOUT)) == {}
+    assert "separability_similarity" not in SIMILARITY.values()
 
 
 def test_embedding_distance_falls_back_to_all_embeddings(rng):

@@ -171,3 +171,35 @@ def test_a_case_samples_the_same_whatever_its_position() -> None:
     first = case_rng(7, "case_001").integers(1 << 30, size=4)
     assert np.array_equal(first, case_rng(7, "case_001").integers(1 << 30, size=4))
     assert not np.array_equal(first, case_rng(7, "case_002").integers(1 << 30, size=4))
+
+
+def test_every_case_has_its_tissue_order_and_labelled_ones_their_separability(local) -> None:
+    """The tissue order is label-free (every case); the lesion AUCs need a label, and
+    without an intensity map they are the same before and after it."""
+    for name in ("a", "t"):
+        rows = local[name].rows
+        assert len(rows["tissue"]) == 2
+        assert all(0.0 < r["csf_rank"] <= 1.0 for r in rows["tissue"])
+        assert local[name].stats.descriptors["tissue"].n == 2
+    assert local["t"].rows["separability"] == []
+    labelled = local["a"].rows["separability"]
+    assert labelled and all(0.0 <= r["lesion_auc_nawm"] <= 1.0 for r in labelled)
+    assert all(r["lesion_auc_nawm_mapped"] == r["lesion_auc_nawm"] for r in labelled)
+
+
+def test_the_intensity_map_leaves_the_lesion_auc_unchanged(
+    sites: dict[str, Path], model, local: dict, tmp_path: Path
+) -> None:
+    """Statistics of a site that trains through a (monotone, non-trivial) intensity map:
+    the AUCs read after the map equal those before it."""
+    from fedshift.shift.intensity import IntensityMap
+
+    stretch = IntensityMap(x=np.array([-5.0, 0.0, 1.0, 5.0]), y=np.array([-2.0, 0.5, 3.0, 4.0]))
+    items = site_items(discover_site(sites["a"]), "train")
+    cache = PreprocessCache(tmp_path / "a", CFG.preprocess, intensity_map=stretch)
+    mapped = site_statistics(
+        model, items, cache, CFG, torch.device("cpu"), samples_per_class=SAMPLES, seed=7
+    )
+    rows = mapped.rows["separability"]
+    assert rows == local["a"].rows["separability"]
+    assert all(r["lesion_auc_gm_mapped"] == r["lesion_auc_gm"] for r in rows)
