@@ -42,7 +42,8 @@ IMPORTED_ONLY_BY: dict[str, set[str]] = {"adapt": {"commands"}}
 #: modules that make up the coordinator; none may reach the synthetic-data generator
 COORDINATOR = ("fedshift.fl.server", "fedshift.fl.secure_rounds", "fedshift.fl.grid")
 GENERATOR = "fedshift.data.synth."
-GENERATOR_ALLOWED = {"fedshift.data.synth.config"}  # the scenario's settings, no generation
+#: the scenario's settings and the protocol tables they validate against: no generation
+GENERATOR_ALLOWED = {"fedshift.data.synth.config", "fedshift.data.synth.protocol"}
 
 
 def _module_name(path: Path) -> str:

@@ -8,12 +8,9 @@ the mean white-matter intensity of the unshifted scanner (1.0 = WM).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
+from fedshift.data.synth.protocol import FIELDS_T, REFERENCE_PROTOCOL, Protocol, resolve_protocol
 from fedshift.errors import ConfigError
-
-if TYPE_CHECKING:
-    from fedshift.data.synth.physics import Protocol
 
 
 @dataclass
@@ -51,9 +48,6 @@ class SiteSpec:
 
     def protocol(self) -> Protocol | None:
         """The site's FLAIR protocol (None: the legacy contrast table, ``field_t`` 0)."""
-        # physics (and scipy under it) is imported when used: the schema stays light
-        from fedshift.data.synth.physics import resolve_protocol
-
         return resolve_protocol(self.field_t, self.tr_ms, self.te_ms, self.ti_ms)
 
     def planted_shifts(self) -> list[str]:
@@ -63,14 +57,12 @@ class SiteSpec:
 
         Contrast is compared with a fixed reference, as every other knob is with its
         neutral value: the legacy table for ``field_t`` 0, the standard 3 T protocol
-        (``physics.REFERENCE_PROTOCOL``) for a physics site. So physics sites at the 3 T
+        (``protocol.REFERENCE_PROTOCOL``) for a physics site. So physics sites at the 3 T
         standard protocol are unshifted among themselves, any other protocol (1.5 T, or
         other TR/TE/TI) is an acquisition shift, and so are CSF inflow and a slice gap.
         A federation mixing legacy sites with physics sites at the 3 T standard protocol
         plants a contrast difference this per-site rule does not see: avoid that mix.
         """
-        from fedshift.data.synth.physics import REFERENCE_PROTOCOL
-
         protocol = self.protocol()
         acquisition = (
             self.gamma != 1.0
@@ -148,8 +140,6 @@ class SynthConfig:
 
 def _validate_physics(name: str, spec: SiteSpec) -> None:
     """The MR physics knobs of one site (see :mod:`fedshift.data.synth.physics`)."""
-    from fedshift.data.synth.physics import FIELDS_T
-
     fields = ", ".join(f"{f:g}" for f in FIELDS_T)
     if spec.field_t != 0 and spec.field_t not in FIELDS_T:
         raise ConfigError(
