@@ -192,7 +192,7 @@ def _model_summary(bundle: ModelBundle) -> dict[str, Any]:
     info = bundle.info
     keep = ("version", "created", "run_config_hash", "label_map", "input", "threshold",
             "threshold_source", "sites", "val_dice", "preprocessing", "intensity_alignment",
-            "site", "source")  # fmt: skip
+            "site", "source", "adaptation")  # fmt: skip
     return {
         "package": str(bundle.root),
         **{k: info.get(k) for k in keep},

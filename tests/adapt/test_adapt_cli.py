@@ -62,6 +62,7 @@ def test_adapt_then_predict(federation, target_site, tmp_path, capsys) -> None:
     assert nib.load(str(written[0])).shape == (32, 32, 32)
     summary = json.loads((masks / "predict.json").read_text())
     assert summary["model"]["package"] == str(out.resolve())
+    assert summary["model"]["adaptation"]["method"] == "jdot"  # masks say which model made them
 
 
 def test_adapting_an_adapted_package_keeps_the_history(federation, target_site, tmp_path) -> None:
