@@ -321,7 +321,9 @@ def main() -> None:
         default=["jdot", "tent", "pseudo"],
         help="fedshift adapt methods run from the floor at the largest budget (none: skip)",
     )
-    parser.add_argument("--adapt-steps", type=int, default=50, help="fedshift adapt --steps")
+    parser.add_argument(
+        "--adapt-steps", type=int, default=100, help="fedshift adapt --steps (as --finetune-steps)"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("run_overrides", nargs="*", help="run config key=value for the federation")
     args = parser.parse_args()
