@@ -41,7 +41,9 @@ from fedshift.secagg.config import MIN_SITES, SecAggConfig
 #: MIDaR readiness levels, best first
 LEVELS = ("A", "B", "C", "D")
 #: how the coordinator aggregates the sites' updates (:mod:`fedshift.fl.strategies`)
-AGGREGATORS = ("fedavg", "fedprox")
+AGGREGATORS = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi")
+#: the server optimisers' learning rate where ``fed.server_lr`` is 0: Flower's defaults
+SERVER_LR_DEFAULTS = {"fedavgm": 1.0, "fedadam": 0.1, "fedyogi": 0.01}
 #: ``simulation.gpus_per_site``: size the share when the simulation starts
 AUTO_GPUS = "auto"
 #: pyproject.toml: the table ``flwr run .`` reads, and the run folder it names
@@ -93,6 +95,29 @@ class FedConfig:
     )
     rounds: int = setting(5, "federated training rounds")
     proximal_mu: float = setting(0.01, "weight of FedProx's proximal term (fedprox only)")
+    server_lr: float = setting(
+        0.0,
+        "learning rate of the server optimisers fedavgm, fedadam, fedyogi (Flower's "
+        "server_learning_rate, eta); 0: Flower's default, fedavgm 1.0, fedadam 0.1, "
+        "fedyogi 0.01. Must stay 0 with fedavg and fedprox, which have none",
+    )
+    server_momentum: float = setting(
+        0.9,
+        "fedavgm only: momentum of the server's SGD on the averaged update, v <- momentum * v "
+        "+ (w - mean), w <- w - server_lr * v (Hsu et al. 2019; 0.9 as in Reddi et al. 2021; "
+        "0 with server_lr 1 is FedAvg)",
+    )
+    beta_1: float = setting(
+        0.9, "fedadam, fedyogi: decay of the update's first moment m_t (Reddi et al. 2021)"
+    )
+    beta_2: float = setting(
+        0.99, "fedadam, fedyogi: decay of the update's second moment v_t (Reddi et al. 2021)"
+    )
+    tau: float = setting(
+        0.001,
+        "fedadam, fedyogi: added to sqrt(v_t) in the step's denominator, the degree of "
+        "adaptivity (Reddi et al. 2021)",
+    )
     train_level: str = setting(
         "A", "readiness level a site needs to train (A best); the others still evaluate"
     )
@@ -144,6 +169,21 @@ class FedConfig:
         one_of("fed.aggregator", self.aggregator, AGGREGATORS)
         check(self.rounds >= 1, "fed.rounds", self.rounds, "an integer >= 1")
         _non_negative("fed.proximal_mu", self.proximal_mu)
+        _non_negative("fed.server_lr", self.server_lr)
+        check(
+            self.server_lr == 0 or self.aggregator in SERVER_LR_DEFAULTS,
+            "fed.server_lr",
+            self.server_lr,
+            f"0 with fed.aggregator={self.aggregator} (only "
+            f"{', '.join(SERVER_LR_DEFAULTS)} have a server learning rate)",
+        )
+        for key, value in (
+            ("fed.server_momentum", self.server_momentum),
+            ("fed.beta_1", self.beta_1),
+            ("fed.beta_2", self.beta_2),
+        ):
+            check(0 <= value < 1, key, value, "a number in [0, 1)")
+        _positive("fed.tau", self.tau)
         one_of("fed.train_level", self.train_level, LEVELS)
         check(self.min_sites >= 0, "fed.min_sites", self.min_sites, "an integer >= 0")
         _positive("fed.timeout_s", self.timeout_s)
@@ -175,6 +215,14 @@ class FedConfig:
             self.secagg_min_sites,
             f"an integer >= {MIN_SITES}",
         )
+
+    @property
+    def server_learning_rate(self) -> float:
+        """``server_lr``, or where it is 0 the aggregator's default
+        (:data:`SERVER_LR_DEFAULTS`; 1.0, the plain mean, for fedavg and fedprox)."""
+        if self.server_lr > 0:
+            return float(self.server_lr)
+        return SERVER_LR_DEFAULTS.get(self.aggregator, 1.0)
 
     def secagg(self) -> SecAggConfig:
         """The secure-aggregation settings (checked by ``__post_init__``)."""

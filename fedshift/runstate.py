@@ -10,6 +10,8 @@ Layout of ``RUN``::
     RUN/model/                      the final global model package (MONAI Bundle layout)
     RUN/checkpoints/state.json      last finished round, history, strategy record
     RUN/checkpoints/round_NNN.npz   global model after round NNN
+    RUN/checkpoints/strategy_NNN.npz  the aggregator's state after round NNN (server
+                                    optimisers only: momentum, moments)
 
 Every file is written through :mod:`fedshift.atomic`, so a run killed mid-write leaves the
 previous checkpoint intact. The JSON contracts are documented in :mod:`fedshift.record`.
@@ -29,7 +31,7 @@ from fedshift import atomic
 from fedshift.config import to_yaml
 from fedshift.errors import UsageError
 from fedshift.record import DiagnosisRecord, RunRecord
-from fedshift.runconfig import RunConfig
+from fedshift.runconfig import SERVER_LR_DEFAULTS, RunConfig
 
 
 def _as_json(value: Any) -> str:
@@ -44,12 +46,14 @@ def _as_json(value: Any) -> str:
 @dataclass
 class RunState:
     """What a coordinator needs to continue a run: the last finished round, the global
-    weights after it, the run record so far and the strategy's description."""
+    weights after it, the run record so far, the strategy's description and what its
+    aggregation rule carries to the next round (name -> array; empty for FedAvg)."""
 
     last_round: int = 0
     weights: list[np.ndarray] | None = None
     record: RunRecord = field(default_factory=RunRecord)
     strategy: dict[str, Any] = field(default_factory=dict)
+    strategy_state: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class RunFolder:
@@ -63,13 +67,17 @@ class RunFolder:
         atomic.write_text(self.root / "config.yaml", to_yaml(cfg))
 
     def save_checkpoint(self, state: RunState) -> None:
-        """Global weights of ``state.last_round`` then the state that points to them."""
+        """Global weights of ``state.last_round`` and the strategy's state, then the
+        state.json that points to them."""
         if state.weights is None:
             raise ValueError("save_checkpoint needs the global weights")
         name = f"round_{state.last_round:03d}.npz"
         atomic.save_npz(
             self.checkpoints / name, {f"arr_{i}": w for i, w in enumerate(state.weights)}
         )
+        strategy_name = f"strategy_{state.last_round:03d}.npz"
+        if state.strategy_state:
+            atomic.save_npz(self.checkpoints / strategy_name, state.strategy_state)
         record = state.record.to_json()
         meta = {
             "last_round": state.last_round,
@@ -78,6 +86,8 @@ class RunFolder:
             "readiness": record["readiness"],
             "strategy": state.strategy,
         }
+        if state.strategy_state:
+            meta["strategy_state"] = strategy_name
         if "federation" in record:
             meta["federation"] = record["federation"]
         atomic.write_json(self.checkpoints / "state.json", meta)
@@ -93,7 +103,13 @@ class RunFolder:
         record = RunRecord.from_json(
             {k: meta[k] for k in ("rounds", "readiness", "federation") if k in meta}
         )
-        return RunState(meta["last_round"], weights, record, meta.get("strategy", {}))
+        strategy_state: dict[str, np.ndarray] = {}
+        if "strategy_state" in meta:
+            with np.load(self.checkpoints / meta["strategy_state"]) as npz:
+                strategy_state = {key: npz[key] for key in npz.files}
+        return RunState(
+            meta["last_round"], weights, record, meta.get("strategy", {}), strategy_state
+        )
 
     def check_resumable(self, cfg: RunConfig) -> None:
         """Refuse to resume a run whose config differs in what shapes the result."""
@@ -104,7 +120,10 @@ class RunFolder:
 
         old = OmegaConf.to_container(OmegaConf.load(path))
         new = OmegaConf.to_container(OmegaConf.structured(cfg))
-        for key in ("seed", "fed.aggregator", "data.sites", "data.target", "seg"):
+        keys = ["seed", "fed.aggregator", "data.sites", "data.target", "seg"]
+        if cfg.fed.aggregator in SERVER_LR_DEFAULTS:  # a server optimiser's state means these
+            keys += ["fed.server_lr", "fed.server_momentum", "fed.beta_1", "fed.beta_2", "fed.tau"]
+        for key in keys:
             before = OmegaConf.select(OmegaConf.create(old), key)
             now = OmegaConf.select(OmegaConf.create(new), key)
             if _as_json(before) != _as_json(now):

@@ -9,8 +9,9 @@ before round 1 (the reference that intensity alignment needs) and after the last
 (the shift diagnosis of the final model), and between rounds with
 ``fed.stats_every_round`` or in rounds that align embeddings (``seg.align.method``).
 Flower has no checkpoint/resume of its own: ``resume=true`` continues after the last
-checkpointed round. The run ends with the final model as a package in ``RUN/model`` and
-at every site (:mod:`fedshift.fl.final_model`).
+checkpointed round, with the aggregator's state of that round (a server optimiser's
+momentum and moments: ``Coordinated.state_arrays``). The run ends with the final model
+as a package in ``RUN/model`` and at every site (:mod:`fedshift.fl.final_model`).
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ def start_state(folder: RunFolder, cfg: RunConfig) -> RunState:
 
 def record_sites(state: RunState, sites: dict[int, SiteInfo], strategy: Coordinated) -> None:
     """The sites' readiness answers and the strategy's description in the record; a
-    resumed run's strategy sees the last checkpointed round's validation."""
+    resumed run's strategy sees the last checkpointed round's validation and takes back
+    its own state of that round."""
     training = strategy.trainer_nodes | strategy.adapter_nodes
     state.record.readiness = {
         s.name: SiteReadiness(s.level, s.n_cases, s.n_usable, n in training)
@@ -178,6 +180,7 @@ def record_sites(state: RunState, sites: dict[int, SiteInfo], strategy: Coordina
     state.strategy = strategy.describe(sites)
     if state.record.rounds:
         strategy.observe_validation(state.record.last_validation())
+    strategy.load_state(state.strategy_state)
 
 
 def run_round(
@@ -202,6 +205,7 @@ def run_round(
     t0 = time.perf_counter()
     assert state.weights is not None  # set by start_state
     state.weights, train_metrics = train_round(grid, strategy, rnd, state.weights, cfg)
+    state.strategy_state = strategy.state_arrays()
     t1 = time.perf_counter()
     val = evaluate_round(grid, sites, state.weights, "val", None, cfg.fed.timeout_s)
     strategy.observe_validation(val)

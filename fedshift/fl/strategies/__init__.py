@@ -2,7 +2,9 @@
 
 Add one by writing ``fedshift/fl/strategies/NAME.py`` with a class
 ``NAME(Coordinated, <a Flower strategy>)`` and a ``make(cfg, sites)``, then listing it
-here and in :data:`fedshift.runconfig.AGGREGATORS`.
+here and in :data:`fedshift.runconfig.AGGREGATORS`. The server optimisers (fedavgm,
+fedadam, fedyogi; Reddi et al. 2021) keep state between rounds, which goes into each
+round's checkpoint (``Coordinated.state_arrays`` / ``load_state``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections.abc import Callable, Mapping
 
 from fedshift.errors import ConfigError
 from fedshift.fl.grid import SiteInfo
-from fedshift.fl.strategies import fedavg, fedprox
+from fedshift.fl.strategies import fedadam, fedavg, fedavgm, fedprox, fedyogi
 from fedshift.fl.strategies.base import Coordinated
 from fedshift.runconfig import RunConfig
 
@@ -19,6 +21,9 @@ from fedshift.runconfig import RunConfig
 AGGREGATORS: dict[str, Callable[[RunConfig, Mapping[int, SiteInfo]], Coordinated]] = {
     "fedavg": fedavg.make,
     "fedprox": fedprox.make,
+    "fedavgm": fedavgm.make,
+    "fedadam": fedadam.make,
+    "fedyogi": fedyogi.make,
 }
 
 

@@ -5,6 +5,10 @@ An aggregator is a Flower strategy class with :class:`Coordinated` in front of i
 bases (``class FedAvg(Coordinated, flwr.serverapp.strategy.FedAvg)``): it overrides
 ``configure_train`` and ``aggregate_train`` and calls ``super()``, so the aggregation rule
 stays Flower's. The decisions themselves are :mod:`fedshift.policy`'s (no Flower there).
+
+A strategy that keeps state between rounds (a server optimiser's moments) hands it to the
+checkpoint as named arrays (:meth:`Coordinated.state_arrays`) and takes it back on resume
+(:meth:`Coordinated.load_state`); FedAvg and FedProx keep none.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 
 from fedshift import policy
+from fedshift.errors import FedShiftError
 from fedshift.fl import keys
 from fedshift.fl.grid import SiteInfo, by_site
 from fedshift.runconfig import RunConfig
@@ -89,9 +95,29 @@ class Coordinated:
         set_fedavg_weights(ordered, scale)
         return super().aggregate_train(server_round, ordered)  # type: ignore[misc]
 
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """What the aggregation rule carries from one round to the next, for the round's
+        checkpoint (name -> array; empty: none, as for FedAvg and FedProx). The last
+        validation is not in it: the checkpoint's rounds hold that."""
+        return {}
+
+    def load_state(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Take back what :meth:`state_arrays` gave, from a resumed run's checkpoint.
+
+        Raises
+        ------
+        FedShiftError
+            ``arrays`` holds something this aggregator does not keep.
+        """
+        if arrays:
+            raise FedShiftError(
+                f"fed.aggregator={self.cfg.fed.aggregator} keeps no state between rounds, "
+                f"but the checkpoint holds {', '.join(sorted(arrays)[:3])}, ..."
+            )
+
     def describe(self, sites: Mapping[int, SiteInfo]) -> dict[str, Any]:
-        """The strategy's record in the checkpoint (it keeps no state between rounds
-        beyond the last validation, which the checkpoint's rounds hold)."""
+        """The strategy's record in the checkpoint (its state between rounds, if any, is
+        :meth:`state_arrays`)."""
         return {
             "aggregator": self.cfg.fed.aggregator,
             "align_method": self.cfg.seg.align.method,
