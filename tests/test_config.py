@@ -43,7 +43,8 @@ STYLE = re.compile(r"^(\S+=.* is invalid: |config file \S+ is invalid: expected 
         ),
         (
             ["fed.aggregator=fedmagic"],
-            "fed.aggregator=fedmagic is invalid: expected one of: fedavg, fedprox",
+            "fed.aggregator=fedmagic is invalid: expected one of: fedavg, fedprox, fedavgm, "
+            "fedadam, fedyogi",
         ),
         (
             ["seg.align.method=magic"],
