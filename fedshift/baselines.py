@@ -10,9 +10,11 @@ training.
   target's images (:mod:`fedshift.model.pooled_jdot`): OT alignment against real source
   embeddings, where FedShift only has Gaussians from secure sums.
 
-Both write the same run folder and ``metrics.json`` contract as a federated run, and use
-:class:`fedshift.site.worker.SiteWorker` for data, training and evaluation, so every method
-gets the same preprocessing, augmentation and threshold tuning.
+Each trains in ``fed.rounds`` rounds, round r at the federation's learning rate of round r
+(``seg.train.lr_schedule``, :mod:`fedshift.model.schedule`), so schedules are compared like
+for like. They write the same run folder and ``metrics.json`` contract as a federated run,
+and use :class:`fedshift.site.worker.SiteWorker` for data, training and evaluation, so
+every method gets the same preprocessing, augmentation and threshold tuning.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def run_local(cfg: RunConfig) -> RunState:
     for w in (w for w in workers if w.layout.has_train_labels):
         trainer = w.trainer()
         for rnd in range(1, cfg.fed.rounds + 1):
-            result = trainer.train(round_index=rnd)
+            result = trainer.train(round_index=rnd, total_rounds=cfg.fed.rounds)
             log.info("local %s round %d/%d: loss %.4f", w.name, rnd, cfg.fed.rounds, result.loss)
         weights = trainer.get_weights()
         sites, target, _ = _test_all(
@@ -121,17 +123,19 @@ def run_centralized(cfg: RunConfig, kind: str = "centralized") -> RunState:
     state = RunState(strategy={"baseline": kind})
     for rnd in range(1, cfg.fed.rounds + 1):
         t0 = time.perf_counter()
-        result = trainer.train(num_steps=steps, round_index=rnd)
+        result = trainer.train(num_steps=steps, round_index=rnd, total_rounds=cfg.fed.rounds)
         log.info(
-            "%s round %d/%d: loss %.4f (%d steps, %.1f s)",
+            "%s round %d/%d: loss %.4f (%d steps at lr %.3g, %.1f s)",
             kind,
             rnd,
             cfg.fed.rounds,
             result.loss,
             steps,
+            result.lr,
             time.perf_counter() - t0,
         )
-        state.record.rounds.append(RoundRecord(rnd, {"pooled": {"train_loss": result.loss}}))
+        pooled = {"train_loss": result.loss, "train_lr": result.lr}
+        state.record.rounds.append(RoundRecord(rnd, {"pooled": pooled}))
     state.weights = trainer.get_weights()
     sites, target, threshold = _test_all(workers, state.weights)
     state.record.final = FinalRecord(sites, target, threshold)

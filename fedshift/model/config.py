@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fedshift.config import check, check_fields, one_of, section, setting
+from fedshift.model.schedule import SCHEDULES
 from fedshift.shift.config import AlignConfig
 
 #: normalisation layers of the network, by config name (MONAI ``Norm`` factory arguments)
@@ -186,7 +187,10 @@ class TrainConfig:
     """Local training of one site for one federated round.
 
     A step is one optimiser update on ``batch_size`` patches of ``patch_size`` voxels,
-    ``pos_ratio : neg_ratio`` centred on lesion / brain background voxels.
+    ``pos_ratio : neg_ratio`` centred on lesion / brain background voxels. The learning
+    rate moves between rounds and is constant within one (:mod:`fedshift.model.schedule`:
+    ``warmup_rounds`` of linear warm-up, then ``lr_schedule``); the default, ``constant``
+    without warm-up, trains at ``lr`` every round.
     """
 
     patch_size: tuple[int, int, int] = setting(
@@ -196,6 +200,16 @@ class TrainConfig:
     lr: float = setting(1e-3, "AdamW learning rate")
     weight_decay: float = setting(1e-4, "AdamW weight decay")
     local_steps: int = setting(30, "optimiser steps per site per round")
+    lr_schedule: str = setting(
+        "constant",
+        f"learning rate over rounds after the warm-up: {', '.join(SCHEDULES)} (to lr_min)",
+    )
+    warmup_rounds: int = setting(
+        0, "rounds of linear warm-up before lr: round r <= W trains at lr * r / (W + 1)"
+    )
+    lr_min: float = setting(
+        0.0, "floor of the cosine schedule, reached one round after the last (<= lr)"
+    )
     pos_ratio: float = setting(1.0, "share of patches centred on lesion voxels (with neg_ratio)")
     neg_ratio: float = setting(1.0, "share of patches centred on brain background voxels")
     val_fraction: float = setting(
@@ -228,6 +242,19 @@ class TrainConfig:
         check(self.lr > 0, "seg.train.lr", self.lr, "a number > 0")
         check(self.weight_decay >= 0, "seg.train.weight_decay", self.weight_decay, "a number >= 0")
         check(self.local_steps >= 1, "seg.train.local_steps", self.local_steps, "an integer >= 1")
+        one_of("seg.train.lr_schedule", self.lr_schedule, SCHEDULES)
+        check(
+            self.warmup_rounds >= 0,
+            "seg.train.warmup_rounds",
+            self.warmup_rounds,
+            "an integer >= 0",
+        )
+        check(
+            0 <= self.lr_min <= self.lr,
+            "seg.train.lr_min",
+            self.lr_min,
+            f"a number in [0, seg.train.lr={self.lr}]",
+        )
         check(self.pos_ratio >= 0, "seg.train.pos_ratio", self.pos_ratio, "a number >= 0")
         check(
             self.neg_ratio >= 0 and self.pos_ratio + self.neg_ratio > 0,

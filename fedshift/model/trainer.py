@@ -10,6 +10,10 @@ the same calls from the same weights give the same weights on the CPU.
 By default a fresh AdamW is created every round (``train.keep_optimizer_state=False``):
 the moments of the previous local trajectory do not carry over to the new global model,
 and a round depends only on the weights it starts from, which makes resuming exact.
+
+The learning rate of a round comes from :func:`fedshift.model.schedule.round_lr` (warm-up,
+then constant or cosine over the run's rounds) and holds for all the round's steps; the
+default (``constant``, no warm-up) is ``train.lr`` every round.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from fedshift.model.network import (
     set_weights,
 )
 from fedshift.model.preprocess import MASK_KEY, PreprocessCache
+from fedshift.model.schedule import round_lr
 from fedshift.shift.intensity import IntensityMap
 
 
@@ -47,7 +52,8 @@ class TrainResult:
     """What one call of :meth:`SiteTrainer.train` did.
 
     ``num_examples`` counts training cases (not batches or patches): FedAvg weights by it.
-    ``loss`` is the mean total loss over the steps (proximal term included).
+    ``loss`` is the mean total loss over the steps (proximal term included). ``lr`` is the
+    optimiser's learning rate in this round (its first parameter group).
     """
 
     num_examples: int
@@ -55,6 +61,7 @@ class TrainResult:
     steps: int
     seconds: float
     voxels: int  # patch voxels seen: steps * batch_size * prod(patch_size)
+    lr: float
 
     @property
     def voxels_per_second(self) -> float:
@@ -112,6 +119,10 @@ class SiteTrainer:
         self.criterion = DiceCELoss(to_onehot_y=True, softmax=True)
         self.threshold = cfg.eval.threshold
         self.rounds_done = 0
+        #: the learning rate :meth:`make_optimizer` uses: the current round's (see
+        #: :meth:`scheduled_lr`), ``train.lr`` before the first round
+        self.lr = cfg.train.lr
+        self._last_lr = math.nan
         self._optimizer_state: dict[str, Any] | None = None
 
     @property
@@ -125,9 +136,10 @@ class SiteTrainer:
         return train_dataset(items, self.cfg, self.cache)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
-        """AdamW over all parameters (``train.lr``, ``train.weight_decay``)."""
+        """AdamW over all parameters at the round's rate :attr:`lr` (``train.lr`` under the
+        default schedule) with ``train.weight_decay``."""
         tc = self.cfg.train
-        return torch.optim.AdamW(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        return torch.optim.AdamW(self.model.parameters(), lr=self.lr, weight_decay=tc.weight_decay)
 
     def loss(
         self, batch: dict[str, Any], features: torch.Tensor, logits: torch.Tensor
@@ -153,12 +165,27 @@ class SiteTrainer:
             total = total + torch.sum((param.float() - anchor[name]) ** 2)
         return total
 
+    def scheduled_lr(self, round_number: int, total_rounds: int | None) -> float:
+        """The learning rate of round ``round_number`` (1-based) of ``total_rounds``
+        (:func:`~fedshift.model.schedule.round_lr` with the ``train`` settings).
+
+        The default schedule (``constant``, no warm-up) is ``train.lr`` whatever the round
+        numbers, so callers that count rounds from 0 or do not know the run's length keep
+        training as before."""
+        tc = self.cfg.train
+        if tc.lr_schedule == "constant" and tc.warmup_rounds == 0:
+            return tc.lr
+        return round_lr(
+            round_number, total_rounds, tc.lr, tc.lr_schedule, tc.warmup_rounds, tc.lr_min
+        )
+
     def train(
         self,
         num_steps: int | None = None,
         global_weights: Sequence[np.ndarray] | None = None,
         proximal_mu: float = 0.0,
         round_index: int | None = None,
+        total_rounds: int | None = None,
     ) -> TrainResult:
         """Run ``num_steps`` optimiser steps (``train.local_steps`` when None).
 
@@ -168,11 +195,16 @@ class SiteTrainer:
         proximal_mu : FedProx weight; the loss gains ``mu / 2 * ||w - w_global||^2``.
         round_index : seeds this round's randomness with ``(seed, round_index)``;
             defaults to the number of rounds this trainer has run. Pass the server round
-            for runs that resume.
+            for runs that resume. It is also the round of the learning-rate schedule
+            (1-based; ``rounds_done + 1`` when None).
+        total_rounds : the run's number of rounds (``fed.rounds``), which the ``cosine``
+            schedule needs; ignored by ``constant``.
         """
         steps = self.cfg.train.local_steps if num_steps is None else int(num_steps)
         if steps < 1:
             raise ValueError(f"num_steps={num_steps!r} is invalid: expected >= 1")
+        number = self.rounds_done + 1 if round_index is None else round_index
+        self.lr = self.scheduled_lr(number, total_rounds)
         if global_weights is not None:
             self.set_weights(global_weights)
         anchor = self._anchor() if proximal_mu > 0 else None
@@ -189,6 +221,7 @@ class SiteTrainer:
             steps=steps,
             seconds=seconds,
             voxels=steps * tc.batch_size * int(np.prod(tc.patch_size)),
+            lr=self._last_lr,
         )
 
     def _anchor(self) -> dict[str, torch.Tensor]:
@@ -200,7 +233,11 @@ class SiteTrainer:
         """The loop part: returns the summed loss of ``steps`` steps."""
         optimizer = self.make_optimizer()
         if self.cfg.train.keep_optimizer_state and self._optimizer_state is not None:
+            rates = [group["lr"] for group in optimizer.param_groups]
             optimizer.load_state_dict(self._optimizer_state)
+            for group, rate in zip(optimizer.param_groups, rates, strict=True):
+                group["lr"] = rate  # this round's rate, not the one the state was saved at
+        self._last_lr = float(optimizer.param_groups[0]["lr"])
         scaler = grad_scaler(self.device, self.cfg.train.amp)
         pin = self.device.type == "cuda"
         loader = train_loader(self.dataset, self.cfg.train, steps, seed, pin_memory=pin)

@@ -76,6 +76,8 @@ class SiteWorker:
     alignment : ``None``, ``"jdot"`` or ``"moments"``: train with that alignment term
         against the latest reference (:class:`~fedshift.model.aligned.AlignedTrainer`);
         a site without labels then trains too, on that term alone.
+    rounds : the run's number of federated rounds (``fed.rounds``), the length of the
+        learning-rate schedule (``seg.train.lr_schedule``); needed by ``cosine`` only.
     """
 
     def __init__(
@@ -87,6 +89,7 @@ class SiteWorker:
         cache_dir: str | Path | None = None,
         align_intensity: bool = False,
         alignment: str | None = None,
+        rounds: int | None = None,
     ) -> None:
         self.layout = discover_site(data_dir)
         self.name = self.layout.name
@@ -94,6 +97,7 @@ class SiteWorker:
         self.cache_dir = Path(cache_dir) if cache_dir else self.work_dir / "cache"
         self.align_intensity = align_intensity
         self.alignment = alignment
+        self.rounds = rounds
         self.shift = ShiftFolder(self.work_dir)
         self.seed = derive_seed(seed, zlib.crc32(self.name.encode()))
         self.seg = replace(seg, train=replace(seg.train, seed=self.seed))
@@ -177,7 +181,8 @@ class SiteWorker:
         align: bool = True,
     ) -> TrainOutcome:
         """One round of local training from the global ``weights`` (``threshold``,
-        ``align``: see :meth:`trainer`)."""
+        ``align``: see :meth:`trainer`), at the learning rate of ``server_round`` of
+        :attr:`rounds` (reported as the ``lr`` metric)."""
         try:
             trainer = self.trainer(threshold, align)
         except SiteError:
@@ -187,14 +192,18 @@ class SiteWorker:
         if trainer.num_train_cases == 0:
             raise self._cannot_train("no usable training case")
         result = trainer.train(
-            global_weights=weights, proximal_mu=proximal_mu, round_index=server_round
+            global_weights=weights,
+            proximal_mu=proximal_mu,
+            round_index=server_round,
+            total_rounds=self.rounds,
         )
         log.info(
-            "site %s round %d: loss %.4f, %d steps in %.1f s",
+            "site %s round %d: loss %.4f, %d steps at lr %.3g in %.1f s",
             self.name,
             server_round,
             result.loss,
             result.steps,
+            result.lr,
             result.seconds,
         )
         metrics = {
@@ -202,6 +211,7 @@ class SiteWorker:
             "steps": float(result.steps),
             "train_seconds": result.seconds,
             "voxels_per_second": result.voxels_per_second,
+            "lr": result.lr,
         }
         return TrainOutcome(trainer.get_weights(), result.num_examples, metrics)
 
@@ -391,6 +401,7 @@ def site_worker(
         "seed": cfg.seed,
         "align_intensity": cfg.fed.align_intensity,
         "alignment": None if cfg.seg.align.method == "none" else cfg.seg.align.method,
+        "rounds": cfg.fed.rounds,
     }
     if work_dir is not None:
         return SiteWorker(data_dir, work_dir, cfg.seg, **options)
