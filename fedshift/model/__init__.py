@@ -11,6 +11,8 @@ does not load torch and MONAI):
 - :mod:`~fedshift.model.data`: transforms, datasets, seeded loaders, ``split_train_val``.
 - :mod:`~fedshift.model.trainer`: ``SiteTrainer`` (train / evaluate / tune_threshold /
   get_weights / set_weights / state / load_state), ``TrainResult``.
+- :mod:`~fedshift.model.schedule`: ``round_lr``, the learning rate of a round (warm-up,
+  cosine).
 - :mod:`~fedshift.model.evaluate`: sliding-window inference, per-case metrics.
 - :mod:`~fedshift.model.metrics`: Dice (MONAI), lesion-wise detection, volume difference.
 - :mod:`~fedshift.model.device`: ``choose_device``, AMP helpers.
