@@ -168,8 +168,7 @@ def plot(result: dict, path: Path) -> None:
             axes[row][0].plot(np.arange(1, curve.size + 1), curve, marker=".", label=name)
             axes[row][1].plot(wall, curve, marker=".", label=name)
         axes[row][0].set(xlabel="round", ylabel="labelled val Dice", title=f"{budget} budget")
-        axes[row][1].set(xlabel="wall seconds (sum of rounds)", title="dashed: test Dice of "
-                         "centralized (black) and local (grey)")  # fmt: skip
+        axes[row][1].set(xlabel="wall seconds (sum of rounds)", title="dashed: test Dice")
         axes[row][0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
