@@ -306,7 +306,7 @@ def spec_for(base: SiteSpec, changes: dict[str, str]) -> SiteSpec:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/room"))
-    parser.add_argument("--scenario", default="physics", help="labelled sites + base target")
+    parser.add_argument("--scenario", default="hard", help="labelled sites + base target")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--rounds", type=int, nargs="+", default=[5, 20])
     parser.add_argument("--points", nargs="+", default=None, help="NAME:key=value,... (target)")
@@ -406,7 +406,7 @@ def write_table(results: dict[str, Any], path: Path) -> None:
     print("\n".join(lines))
 
 
-#: the default sweep: changes to the `physics` scenario's target (2D FLAIR at 1.5 T, 5 mm
+#: the default sweep: changes to the `hard` scenario's target (2D FLAIR at 1.5 T, 5 mm
 #: slices + 1 mm gap, CSF inflow, standard TR/TE/TI 9000/110/2500 ms). CSF/WM signal
 #: ratio from the equation at TR 9000, TE 110: TI 2500 ~0.1, 2200 ~0.5, 1900 ~1.3,
 #: 1600 ~2.3 (the tissues change order from about TI 2000 down)

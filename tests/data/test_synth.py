@@ -181,6 +181,10 @@ def test_cli_usage_error_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[s
                 "target": [],
             },
         ),
+        (
+            "hard",  # every site has a scanner-chain difference; the target also its physics
+            {site: ["acquisition"] for site in ("site0", "site1", "site2", "site3", "target")},
+        ),
     ],
 )
 def test_planted_shifts_of_the_scenarios(scenario: str, expected: dict[str, list[str]]) -> None:
