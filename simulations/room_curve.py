@@ -39,6 +39,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import nibabel as nib
 import numpy as np
 import torch
 from paired_cases import paired
@@ -49,6 +50,7 @@ from fedshift.config import find_preset, load_config
 from fedshift.data.synth.config import SiteSpec, SynthConfig
 from fedshift.data.synth.federation import write_federation
 from fedshift.model import evaluate as ev
+from fedshift.model.data import LABEL_KEY
 from fedshift.model.device import choose_device
 from fedshift.model.network import build_network, set_weights
 from fedshift.model.preprocess import PreprocessCache
@@ -58,6 +60,7 @@ from fedshift.runconfig import RunConfig
 from fedshift.shift.intensity import IntensityMap, quantile_map
 from fedshift.shift.reference import Reference
 from fedshift.shift.stats import intensity_histogram
+from fedshift.shift.tissue import separability, tissue_order
 from fedshift.site.worker import SiteWorker
 
 TARGET = "target"
@@ -157,6 +160,41 @@ def fit_map(cache: PreprocessCache, items: list[dict], reference: Reference) -> 
         pre = cache.get(item["image"], aligned=False)
         own += intensity_histogram(pre.image, pre.mask, reference.intensity_edges)
     return quantile_map(own, reference.intensity_pmf, reference.intensity_edges)
+
+
+#: the rank statistics :func:`tissue_contrast` reports (means over test cases)
+CONTRAST_KEYS = ("lesion_auc_nawm", "lesion_auc_gm", "csf_rank")
+
+
+def tissue_contrast(items: list[dict], cache: PreprocessCache) -> dict[str, float]:
+    """Why a monotone map cannot help, per test case then averaged: the AUC of intensity
+    for lesion against normal-appearing WM and GM proxies, and where CSF ranks among the
+    deep brain's intensities (:mod:`fedshift.shift.tissue`; rank statistics, so the
+    intensity map changes none of them)."""
+    rows = []
+    for item in items:
+        if LABEL_KEY not in item:
+            continue
+        pre = cache.get(item["image"], aligned=False)
+        label = np.asanyarray(nib.as_closest_canonical(nib.load(item[LABEL_KEY])).dataobj) > 0
+        rows.append({**separability(pre.image, pre.mask, label, pre.zooms),
+                     **tissue_order(pre.image, pre.mask, pre.zooms)})  # fmt: skip
+    return {k: float(np.nanmean([r[k] for r in rows])) for k in CONTRAST_KEYS}
+
+
+def labelled_contrast(data: Path, run_cfg: RunConfig, work: Path, seed: int) -> dict[str, float]:
+    """:func:`tissue_contrast` over the federation's labelled sites' test cases."""
+    rows = []
+    for site in sorted(p for p in data.iterdir() if (p / "dataset.json").is_file()):
+        worker = SiteWorker(
+            site, work / site.name, run_cfg.seg, seed=seed, cache_dir=work / "cache"
+        )
+        rows.append(
+            tissue_contrast(
+                worker.splits()[2], PreprocessCache(work / "cache", run_cfg.seg.preprocess)
+            )
+        )
+    return {k: float(np.mean([r[k] for r in rows])) for k in CONTRAST_KEYS}
 
 
 def per_case(predictions: list, cfg: Any, threshold: float) -> dict[str, float]:
@@ -344,6 +382,7 @@ def main() -> None:
         with np.load(run / "reference.npz") as npz:
             reference = Reference.from_arrays({k: npz[k] for k in npz.files})
         base_target = target_spec(args.scenario, seed, args.synth)
+        labelled = None  # the labelled sites' contrast, computed once per seed when needed
         for name, changes in points.items():
             spec = spec_for(base_target, changes)
             site = write_target(
@@ -372,6 +411,17 @@ def main() -> None:
                 )
                 results_path.write_text(json.dumps(results, indent=1))
             final = results[f"seed{seed}/round{max(args.rounds)}/{name}"]
+            if "contrast" not in final:
+                work = args.out / f"seed{seed}" / "work" / name
+                worker = SiteWorker(site, work, run_cfg.seg, seed=seed, cache_dir=work / "cache")
+                cache = PreprocessCache(work / "cache", run_cfg.seg.preprocess)
+                final["contrast"] = tissue_contrast(worker.splits()[2], cache)
+                if labelled is None:
+                    labelled = labelled_contrast(
+                        data, run_cfg, args.out / f"seed{seed}" / "work" / "labelled", seed
+                    )
+                final["contrast_labelled"] = labelled
+                results_path.write_text(json.dumps(results, indent=1))
             if args.methods and "adapted" not in final:
                 work = args.out / f"seed{seed}" / "work" / name
                 mapping = IntensityMap(x=np.array(final["map"]["x"]), y=np.array(final["map"]["y"]))
@@ -390,13 +440,15 @@ def write_table(results: dict[str, Any], path: Path) -> None:
     (Dice, and the paired gain over the floor) where they ran."""
     methods = sorted({m for r in results.values() for m in r.get("adapted", {})})
     head = ["point", "changes", "seed", "rounds", "no map", "floor (map)", "ceiling (fine-tune)",
-            "room [95% CI]", *methods]  # fmt: skip
+            "room [95% CI]", "AUC lesion/NAWM, /GM; CSF rank", *methods]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results.values():
         changes = ", ".join(f"{k}={v}" for k, v in r["changes"].items()) or "(base target)"
         cells = [r["point"], changes, str(r["seed"]), str(r["rounds"]), f"{r['nomap_mean']:.3f}",
                  f"{r['floor_mean']:.3f}", f"{r['ceiling_mean']:.3f}",
                  interval(r)]  # fmt: skip
+        c = r.get("contrast")
+        cells.append(", ".join(f"{c[k]:.2f}" for k in CONTRAST_KEYS) if c else "")
         for m in methods:
             a = r.get("adapted", {}).get(m)
             cells.append(f"{a['mean']:.3f} ({interval(a, 'gain')})"
