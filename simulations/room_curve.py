@@ -290,9 +290,12 @@ def adapt_arms(
     _, _, test = SiteWorker(site_dir, work, seg, seed=seed, cache_dir=work / "cache").splits()
     out: dict[str, Any] = {}
     span = scores["ceiling_mean"] - scores["floor_mean"]
+    tag = ",".join(args.adapt_set)
     for method in args.methods:
-        pkg = work / "packages" / method
-        cfg = AdaptConfig(method=method, steps=args.adapt_steps, seed=seed)
+        label = f"{method}[{tag}]" if tag else method
+        pkg = work / "packages" / label.replace("[", "_").replace("]", "").replace(",", "_")
+        settings = [f"method={method}", f"steps={args.adapt_steps}", f"seed={seed}"]
+        cfg = load_config(AdaptConfig, [], [*settings, *args.adapt_set])
         if not (pkg / "configs" / "metadata.json").is_file():
             adapt_package(floor_pkg, site_dir, pkg, cfg, split="train", device="cpu")
         adapted = load_bundle(pkg)
@@ -302,7 +305,7 @@ def adapt_arms(
             ev.predict_labelled(model, test, mapped, seg, device), seg, bundle.threshold
         )
         gain, low, high, _ = paired(dice, scores["floor"], rng)
-        out[method] = {
+        out[label] = {
             "dice": dice,
             "mean": float(np.mean(list(dice.values()))),
             "gain": gain,
@@ -361,6 +364,14 @@ def main() -> None:
     )
     parser.add_argument(
         "--adapt-steps", type=int, default=100, help="fedshift adapt --steps (as --finetune-steps)"
+    )
+    parser.add_argument(
+        "--adapt-set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="fedshift adapt settings for an ablation (e.g. lr=1e-3); its results are kept "
+        "under METHOD[KEY=VALUE] beside the defaults'",
     )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("run_overrides", nargs="*", help="run config key=value for the federation")
@@ -422,11 +433,14 @@ def main() -> None:
                     )
                 final["contrast_labelled"] = labelled
                 results_path.write_text(json.dumps(results, indent=1))
-            if args.methods and "adapted" not in final:
+            tag = ",".join(args.adapt_set)
+            labels = [f"{m}[{tag}]" if tag else m for m in args.methods]
+            if any(label not in final.get("adapted", {}) for label in labels):
                 work = args.out / f"seed{seed}" / "work" / name
                 mapping = IntensityMap(x=np.array(final["map"]["x"]), y=np.array(final["map"]["y"]))
-                final["adapted"] = adapt_arms(site, work, run, mapping, final, args, seed, rng)
-                for method, a in final["adapted"].items():
+                arms = adapt_arms(site, work, run, mapping, final, args, seed, rng)
+                final.setdefault("adapted", {}).update(arms)
+                for method, a in arms.items():
                     print(
                         f"    {method:<7} {a['mean']:.3f}  vs floor {interval(a, 'gain')}, "
                         f"{a['room_recovered']:.0%} of the room ({a['stop_reason']})"
