@@ -447,6 +447,10 @@ def main() -> None:
                     )
                 results_path.write_text(json.dumps(results, indent=1))
     write_table(results, args.out / "room.md")
+    pooled = pooled_table(results, np.random.default_rng(0))
+    with (args.out / "room.md").open("a") as f:
+        f.write("\nOver seeds (adapted columns: gain over the floor):\n\n" + pooled)
+    print(pooled)
 
 
 def write_table(results: dict[str, Any], path: Path) -> None:
@@ -470,6 +474,45 @@ def write_table(results: dict[str, Any], path: Path) -> None:
         lines.append("| " + " | ".join(cells) + " |")
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def pooled_table(results: dict[str, Any], rng: np.random.Generator) -> str:
+    """Per point and budget, over every seed present: the mean floor and ceiling, the room
+    and each adapted method's gain over the floor, paired per case with cases of all seeds
+    pooled (95 % bootstrap), and the seeds' own rooms."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for r in results.values():
+        groups.setdefault((r["point"], r["rounds"]), []).append(r)
+    methods = sorted({m for r in results.values() for m in r.get("adapted", {})})
+    head = ["point", "rounds", "seeds", "floor", "ceiling", "room, cases pooled [95% CI]",
+            "room per seed", *methods]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for (point, rounds), rows in groups.items():
+        rows = sorted(rows, key=lambda r: r["seed"])
+
+        def cases(key: str, rows: list[dict[str, Any]] = rows) -> dict[str, float]:
+            return {f"{r['seed']}/{c}": v for r in rows for c, v in r[key].items()}
+
+        room, low, high, _ = paired(cases("ceiling"), cases("floor"), rng)
+        room_ci = {"room": room, "low": low, "high": high}
+        cells = [point, str(rounds), ",".join(str(r["seed"]) for r in rows),
+                 f"{np.mean([r['floor_mean'] for r in rows]):.3f}",
+                 f"{np.mean([r['ceiling_mean'] for r in rows]):.3f}", interval(room_ci),
+                 ", ".join(f"{r['room']:+.3f}" for r in rows)]  # fmt: skip
+        for m in methods:
+            have = [r for r in rows if m in r.get("adapted", {})]
+            if not have:
+                cells.append("")
+                continue
+            adapted = {
+                f"{r['seed']}/{c}": v for r in have for c, v in r["adapted"][m]["dice"].items()
+            }
+            floor = {f"{r['seed']}/{c}": v for r in have for c, v in r["floor"].items()}
+            mean, low, high, _ = paired(adapted, floor, rng)
+            gain = {"gain": mean, "low": low, "high": high}
+            cells.append(f"{interval(gain, 'gain')} ({len(have)} seed{'s' * (len(have) > 1)})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 #: the default sweep: changes to the `hard` scenario's target (2D FLAIR at 1.5 T, 5 mm
