@@ -135,6 +135,19 @@ def finished(folder: Path) -> bool:
     return path.is_file() and bool(json.loads(path.read_text()).get("final"))
 
 
+def fedshift_run(command: list[str], log_path: Path, label: str) -> None:
+    """``fedshift COMMAND...`` in a subprocess, its output in ``log_path``; exits on failure."""
+    print(f"{label}: fedshift {' '.join(command)}", flush=True)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with log_path.open("w") as log:
+        cmd = [sys.executable, "-m", "fedshift.cli", *command]
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{label} failed ({proc.returncode}); see {log_path}")
+    print(f"{label}: {time.perf_counter() - start:.0f} s", flush=True)
+
+
 def run_once(run: str, seed: int, out: Path, data: list[str], extra: list[str]) -> Path:
     folder = out / run / f"seed{seed}"
     if finished(folder):
@@ -147,15 +160,7 @@ def run_once(run: str, seed: int, out: Path, data: list[str], extra: list[str]) 
             f"data.synth_dir={out / 'oracle-data' / f'seed{seed}'}",
         ]
     command = ["baseline", run] if run in BASELINES else ["simulate"]
-    cmd = [sys.executable, "-m", "fedshift.cli", *command, *overrides]
-    print(f"{run} seed {seed}: fedshift {' '.join(command + overrides)}", flush=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with (out / run / f"seed{seed}.log").open("w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
-    if proc.returncode != 0:
-        raise SystemExit(f"{run} seed {seed} failed ({proc.returncode}); see its log")
-    print(f"{run} seed {seed}: {time.perf_counter() - start:.0f} s", flush=True)
+    fedshift_run([*command, *overrides], out / run / f"seed{seed}.log", f"{run} seed {seed}")
     return folder
 
 

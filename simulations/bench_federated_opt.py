@@ -29,13 +29,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
-from bench_adaptation import finished
+from bench_adaptation import fedshift_run, finished
 
 PLAIN = ["fed.secure_stats=false", "fed.align_intensity=false"]
 BASELINES = ("local", "centralized")
@@ -55,15 +52,7 @@ def run(name: str, overrides: list[str], folder: Path) -> Path:
     else:
         command = ["simulate", f"fed.aggregator={name}", *PLAIN, *overrides]
     command.append(f"out={folder}")
-    print(f"fedshift {' '.join(command)}", flush=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with folder.with_suffix(".log").open("w") as log:
-        proc = subprocess.run([sys.executable, "-m", "fedshift.cli", *command], stdout=log,
-                              stderr=subprocess.STDOUT)  # fmt: skip
-    if proc.returncode != 0:
-        raise SystemExit(f"{folder} failed ({proc.returncode}); see {folder.with_suffix('.log')}")
-    print(f"  {time.perf_counter() - start:.0f} s", flush=True)
+    fedshift_run(command, folder.with_suffix(".log"), str(folder))
     return folder
 
 

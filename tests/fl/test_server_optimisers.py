@@ -10,18 +10,16 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app import ConfigRecord, Message
 from flwr.serverapp import strategy as flwr_strategy
-from flwr.supercore.task_identity import TaskIdentity
+from train_replies import NodeList, train_reply
 
 from fedshift.config import load_config
 from fedshift.errors import ConfigError, FedShiftError, UsageError
-from fedshift.fl import keys
 from fedshift.fl.grid import SiteInfo
 from fedshift.fl.records import from_arrays, to_arrays
 from fedshift.fl.strategies import make_strategy
@@ -46,19 +44,7 @@ SETTINGS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def task_identity() -> Iterator[None]:
-    """Building a Message needs the identity the ServerApp process runs under."""
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 7, 0, 1
-    yield
-    TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = None
-
-
-class NodeList:
-    """What FedAvg.configure_train asks of a Grid: the connected node ids."""
-
-    def get_node_ids(self) -> list[int]:
-        return sorted(SITES)
+pytestmark = pytest.mark.usefixtures("task_identity")  # Messages need an identity
 
 
 def _cfg(*overrides: str) -> RunConfig:
@@ -70,20 +56,12 @@ def _site_models(rnd: int, sent: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def _reply(node: int, model: np.ndarray) -> Message:
-    content = RecordDict(
-        {
-            keys.ARRAYS: to_arrays([model]),
-            keys.METRICS: MetricRecord({keys.NUM_EXAMPLES: CASES[node]}),
-            keys.SITE: ConfigRecord({keys.SITE_NAME: SITES[node].name}),
-        }
-    )
-    sent = Message(RecordDict({}), dst_node_id=node, message_type=keys.TRAIN)
-    return Message(content, reply_to=sent)
+    return train_reply(node, SITES[node].name, model, CASES[node])
 
 
 def _round(strategy: Coordinated, rnd: int, sent: np.ndarray) -> np.ndarray:
     """One round as the coordinator runs it: configure, the sites' replies, aggregate."""
-    list(strategy.configure_train(rnd, to_arrays([sent]), ConfigRecord({}), NodeList()))
+    list(strategy.configure_train(rnd, to_arrays([sent]), ConfigRecord({}), NodeList(SITES)))
     replies = [_reply(n, m) for n, m in _site_models(rnd, sent).items()]
     arrays, _ = strategy.aggregate_train(rnd, replies)
     assert arrays is not None

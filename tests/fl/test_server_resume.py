@@ -9,13 +9,12 @@ simulation of a resumed run is tests/fl/test_simulation.py's (plain FedAvg, slow
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 import pytest
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
 
 from fedshift.config import load_config
 from fedshift.fl import keys
@@ -31,12 +30,7 @@ SITES = {1: SiteInfo(1, "a", "A", True, 4, 4), 2: SiteInfo(2, "b", "A", True, 2,
 CASES = {1: 4, 2: 2}
 
 
-@pytest.fixture(autouse=True)
-def task_identity() -> Iterator[None]:
-    """Building a Message needs the identity the ServerApp process runs under."""
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 7, 0, 1
-    yield
-    TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = None
+pytestmark = pytest.mark.usefixtures("task_identity")  # Messages need an identity
 
 
 class SitesGrid:

@@ -4,18 +4,15 @@ sets. Driven with real Flower messages on a stand-in Grid that only lists node i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
-from flwr.supercore.task_identity import TaskIdentity
+from flwr.app import ArrayRecord, ConfigRecord, Message
+from train_replies import NodeList, train_reply
 
 from fedshift.config import load_config
 from fedshift.errors import ConfigError
 from fedshift.fl import keys
 from fedshift.fl.grid import SiteInfo
-from fedshift.fl.records import to_arrays
 from fedshift.fl.strategies import AGGREGATORS, make_strategy
 from fedshift.runconfig import AGGREGATORS as CONFIG_AGGREGATORS
 from fedshift.runconfig import RunConfig
@@ -27,32 +24,11 @@ SITES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def task_identity() -> Iterator[None]:
-    """Building a Message needs the identity the ServerApp process runs under."""
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 7, 0, 1
-    yield
-    TaskIdentity.run_id = TaskIdentity.node_id = TaskIdentity.task_id = None
-
-
-class NodeList:
-    """What FedAvg.configure_train asks of a Grid: the connected node ids."""
-
-    def get_node_ids(self) -> list[int]:
-        return sorted(SITES)
+pytestmark = pytest.mark.usefixtures("task_identity")  # Messages need an identity
 
 
 def _reply(node: int, value: float, cases: int) -> Message:
-    content = RecordDict(
-        {
-            keys.ARRAYS: to_arrays([np.full(3, value, dtype=np.float32)]),
-            keys.METRICS: MetricRecord({keys.NUM_EXAMPLES: cases}),
-            keys.SITE: ConfigRecord({keys.SITE_NAME: SITES[node].name}),
-        }
-    )
-    sent = Message(RecordDict({}), dst_node_id=node, message_type=keys.TRAIN)
-    reply = Message(content, reply_to=sent)
-    return reply
+    return train_reply(node, SITES[node].name, np.full(3, value, dtype=np.float32), cases)
 
 
 def _cfg(*overrides: str) -> RunConfig:
@@ -69,7 +45,7 @@ def test_every_configured_aggregator_has_a_strategy() -> None:
 def test_plain_round_trains_labelled_sites_and_weighs_by_cases(aggregator: str) -> None:
     strategy = make_strategy(_cfg(f"fed.aggregator={aggregator}"), SITES)
     assert strategy.weighted_by_key == keys.FEDAVG_WEIGHT
-    messages = list(strategy.configure_train(1, ArrayRecord(), ConfigRecord({}), NodeList()))
+    messages = list(strategy.configure_train(1, ArrayRecord(), ConfigRecord({}), NodeList(SITES)))
     assert sorted(m.metadata.dst_node_id for m in messages) == [1, 2]
     config = messages[0].content.config_records[keys.CONFIG]
     assert config[keys.ALIGN] is False and keys.THRESHOLD not in config
@@ -90,7 +66,7 @@ def test_aligned_round_adds_the_unlabelled_site_at_its_weight() -> None:
             "t": {"dice": 0.0, "threshold": 0.5, keys.NUM_EXAMPLES: 0},
         }
     )
-    messages = list(strategy.configure_train(2, ArrayRecord(), ConfigRecord({}), NodeList()))
+    messages = list(strategy.configure_train(2, ArrayRecord(), ConfigRecord({}), NodeList(SITES)))
     assert sorted(m.metadata.dst_node_id for m in messages) == [1, 2, 3]
     config = messages[0].content.config_records[keys.CONFIG]
     assert config[keys.ALIGN] is True and config[keys.THRESHOLD] == pytest.approx(0.4)
@@ -106,6 +82,6 @@ def test_aligned_round_adds_the_unlabelled_site_at_its_weight() -> None:
 def test_round_before_alignment_starts_is_plain() -> None:
     strategy = make_strategy(_cfg("seg.align.method=jdot", "fed.secure_stats=true"), SITES)
     strategy.observe_validation({"a": {"dice": 0.1, "threshold": 0.5, keys.NUM_EXAMPLES: 1}})
-    messages = list(strategy.configure_train(2, ArrayRecord(), ConfigRecord({}), NodeList()))
+    messages = list(strategy.configure_train(2, ArrayRecord(), ConfigRecord({}), NodeList(SITES)))
     assert sorted(m.metadata.dst_node_id for m in messages) == [1, 2]
     assert strategy.aligned is False
