@@ -131,6 +131,12 @@ class FedConfig:
         "secure statistics rounds before round 1 and after the last (>= 3 sites): the "
         "federation's reference and the shift diagnosis",
     )
+    secure_updates: bool = setting(
+        False,
+        "each training round is a secure sum: the coordinator learns the sites' weighted "
+        "mean model, never one site's weights or FedAvg weight (>= fed.secagg_min_sites "
+        "training sites)",
+    )
     stats_every_round: bool = setting(False, "also a statistics round between every two rounds")
     align_intensity: bool = setting(
         False,

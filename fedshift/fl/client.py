@@ -86,10 +86,15 @@ def handle_train(
         threshold=float(config[keys.THRESHOLD]) if keys.THRESHOLD in config else None,
         align=bool(config.get(keys.ALIGN, True)),
     )
+    metrics = metrics_record(outcome.metrics, outcome.num_examples)
+    if keys.ROUND_ID in config:  # fed.secure_updates: the weights leave only masked
+        from fedshift.fl.client_secure import masked_update_reply
+
+        return masked_update_reply(msg, context, outcome.weights, metrics, worker.name, defaults)
     content = RecordDict(
         {
             keys.ARRAYS: to_arrays(outcome.weights),
-            keys.METRICS: metrics_record(outcome.metrics, outcome.num_examples),
+            keys.METRICS: metrics,
             keys.SITE: site_record(worker.name),
         }
     )

@@ -1,6 +1,8 @@
-"""ClientApp handlers of a secure statistics round and of the reference broadcast.
+"""ClientApp handlers of a secure sum (statistics or model updates) and of the reference
+broadcast.
 
-One SecAgg round is four messages (``query.secagg_keys`` .. ``query.secagg_unmask``); the
+One SecAgg round is four messages (``query.secagg_keys`` .. ``query.secagg_unmask``; in a
+secure model-update round the train message is step 0, :func:`masked_update_reply`); the
 site's :class:`~fedshift.secagg.site.SiteSession` (private keys, seed, peers' shares)
 and its statistics vector live in Flower's node-local ``context.state`` between them and
 are never sent: only public keys, ciphertexts, the masked vector and unmasking shares
@@ -24,6 +26,7 @@ from fedshift.fl import keys
 from fedshift.fl.records import from_arrays, run_config, site_record
 from fedshift.secagg.secure import (
     KeyDirectory,
+    SecAggConfig,
     ShareInbox,
     SiteSession,
     UnmaskRequest,
@@ -99,13 +102,53 @@ def handle_keys(
             worker.name,
             secagg.clip,
         )
+    reply = _reply(msg, _open_session(context, round_id, vector, secagg))
+    reply.content[keys.SITE] = site_record(worker.name)
+    return reply
+
+
+def _open_session(
+    context: Context, round_id: str, vector: np.ndarray, secagg: SecAggConfig
+) -> dict[str, Any]:
+    """Keep ``vector`` (this site's input to the round) and a fresh session in the
+    node-local state; the public keys to advertise."""
     context.state[STATE_STATS] = ArrayRecord({_VECTOR: Array(vector)})
     context.state[STATE_META] = ConfigRecord({keys.ROUND_ID: round_id})
     session = SiteSession(context.node_id, round_id, secagg)
     advert = session.advertise()
     _keep(context, session)
-    reply = _reply(msg, advert.to_dict())
-    reply.content[keys.SITE] = site_record(worker.name)
+    return advert.to_dict()
+
+
+def update_vector(weights: list[np.ndarray], fedavg_weight: float) -> np.ndarray:
+    """A site's input to a secure model-update round: its trained weights flattened and
+    multiplied by its FedAvg weight, then the weight itself (the last element), so that
+    the sum over sites holds the numerator and the denominator of the weighted mean."""
+    parts = [np.asarray(w, dtype=np.float64).ravel() * fedavg_weight for w in weights]
+    return np.concatenate([*parts, np.array([fedavg_weight], np.float64)])
+
+
+def masked_update_reply(
+    msg: Message,
+    context: Context,
+    weights: list[np.ndarray],
+    metrics: MetricRecord,
+    site: str,
+    defaults: Mapping[str, Any] | None = None,
+) -> Message:
+    """Step 0 of a secure model-update round (``fed.secure_updates``), answered in place
+    of a plain train reply: the trained ``weights`` stay at the site (as
+    :func:`update_vector`, with the FedAvg weight the coordinator set: ``metrics``' case
+    count times the message's ``keys.FEDAVG_SCALE``); the reply carries ``metrics``
+    (scalars), the site's name and its public keys, no array. Steps 1-3 are the handlers
+    below, as for statistics."""
+    config = msg.content.config_records[keys.CONFIG]
+    weight = float(metrics[keys.NUM_EXAMPLES]) * float(config[keys.FEDAVG_SCALE])
+    vector = update_vector(weights, weight)
+    secagg = run_config(context, defaults).fed.secagg()
+    reply = _reply(msg, _open_session(context, str(config[keys.ROUND_ID]), vector, secagg))
+    reply.content[keys.METRICS] = metrics
+    reply.content[keys.SITE] = site_record(site)
     return reply
 
 
@@ -127,6 +170,7 @@ def handle_masked(
     inbox = ShareInbox.from_dict(msg.content.config_records[keys.SECAGG])
     session = _session(context, inbox.round_id)
     masked = session.masked_input(inbox, _vector(context, inbox.round_id))
+    del context.state[STATE_STATS]  # masked now; a model-size vector need not ride along
     if session.n_clipped:
         log.warning(
             "site node %d: %d statistics were clipped to fed.secagg_clip",

@@ -21,6 +21,9 @@ SPLIT = "split"  # evaluate: "val" or "test"
 THRESHOLD = "threshold"  # evaluate: decision threshold for sites without validation labels
 ALIGN = "align"  # train: use the strategy's alignment term this round (moments, fedshift)
 BURES = "bures"  # evaluate: apply the site's Bures-Wasserstein map before the head
+# train, fed.secure_updates: the site multiplies its cases by this for its FedAvg weight
+# (masked with its update; the message also carries ROUND_ID, the secure round's name)
+FEDAVG_SCALE = "fedavg-scale"
 
 # metric and site keys the sites send
 NUM_EXAMPLES = "num-examples"  # training cases
@@ -53,5 +56,5 @@ SECAGG = "secagg"  # ConfigRecord: one protocol message (fedshift.secagg.message
 SECAGG_VALUES = "secagg-values"  # ArrayRecord: MaskedInput.values (uint64)
 REFERENCE = "reference"  # ArrayRecord: Reference.to_arrays()
 INDICATORS = "indicators"  # MetricRecord: the site's diagnosis scalars
-ROUND_ID = "round-id"  # config: names a statistics round (binds every key derivation)
+ROUND_ID = "round-id"  # config: names a secure round (binds every key derivation)
 STATS_ROUND = "stats-round"  # config: the global model is the one after this server round

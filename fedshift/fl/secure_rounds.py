@@ -1,8 +1,9 @@
 """The coordinator's statistics rounds: secure sum -> reference -> shift diagnosis.
 
 :func:`secure_statistics_round` runs one SecAgg round (:mod:`fedshift.secagg.secure`) as
-four Flower query messages, relaying public keys and ciphertexts it cannot read between
-the sites (handlers in :mod:`fedshift.fl.client_secure`); it learns the sum of the sites'
+four Flower query messages (:mod:`fedshift.fl.secure_sum`), relaying public keys and
+ciphertexts it cannot read between the sites (handlers in
+:mod:`fedshift.fl.client_secure`); it learns the sum of the sites'
 :class:`~fedshift.shift.stats.SiteStatistics` over at least ``fed.secagg_min_sites`` sites
 and nothing per site. :func:`federation_round` builds the federation's reference from
 that sum, broadcasts it (``query.reference``), collects each site's shift indicators
@@ -25,30 +26,21 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 from flwr.serverapp import Grid
 
-from fedshift.errors import SecureAggregationError
 from fedshift.fl import keys
-from fedshift.fl.grid import send
 from fedshift.fl.records import to_arrays
+from fedshift.fl.secure_sum import deliver_keys, exchange, finish_secure_sum
 from fedshift.record import DiagnosisRecord
 from fedshift.runconfig import RunConfig
 from fedshift.runstate import RunFolder, RunState
-from fedshift.secagg.secure import (
-    AdvertiseKeys,
-    AggregatorSession,
-    MaskedInput,
-    SecureSumResult,
-    SharePackets,
-    UnmaskResponse,
-)
-from fedshift.secagg.secure import Message as ProtocolMessage
+from fedshift.secagg.secure import AggregatorSession, SecureSumResult
 from fedshift.shift.diagnosis import Diagnosis, diagnose
 from fedshift.shift.indicators import SiteIndicators
 from fedshift.shift.reference import Reference, build_reference
@@ -78,54 +70,6 @@ class StatisticsRound:
     result: SecureSumResult
 
 
-def _exchange(
-    grid: Grid,
-    contents: Mapping[int, RecordDict],
-    message_type: str,
-    round_id: str,
-    timeout_s: float,
-) -> dict[int, RecordDict]:
-    """Send one message per node; the replies' contents by node (error replies logged
-    and left out), with the sites done counted on the console."""
-    msgs = [
-        Message(content, dst_node_id=node, message_type=message_type, group_id=round_id)
-        for node, content in contents.items()
-    ]
-    step = f"secure statistics: {message_type.removeprefix('query.')}"
-    return {r.metadata.src_node_id: r.content for r in send(grid, msgs, timeout_s, step)}
-
-
-def _secagg(content: RecordDict) -> dict[str, Any]:
-    return dict(content.config_records[keys.SECAGG])
-
-
-def _deliver(
-    replies: Mapping[int, RecordDict],
-    kind: type[ProtocolMessage],
-    receive: Callable[[Any], None],
-    parse: Callable[[RecordDict], dict[str, Any]] = _secagg,
-) -> None:
-    """Hand each reply to the aggregator; a malformed one counts as a site that dropped."""
-    for node, content in sorted(replies.items()):
-        try:
-            msg = kind.from_dict(parse(content))
-            sender = getattr(msg, "site", getattr(msg, "sender", None))
-            if sender != node:
-                raise SecureAggregationError(f"{kind.kind} claims site {sender}")
-            receive(msg)
-        except (SecureAggregationError, KeyError, TypeError) as exc:
-            log.error("secure statistics: node %d left out: %s", node, exc)
-
-
-def _masked(content: RecordDict) -> dict[str, Any]:
-    values = content.array_records[keys.SECAGG_VALUES]["values"].numpy()
-    return {**_secagg(content), "values": values}
-
-
-def _request(payload: ProtocolMessage) -> RecordDict:
-    return RecordDict({keys.SECAGG: ConfigRecord(payload.to_dict())})
-
-
 def secure_statistics_round(
     grid: Grid,
     sites: Mapping[int, SiteInfo],
@@ -153,20 +97,9 @@ def secure_statistics_round(
     if threshold is not None:
         config[keys.THRESHOLD] = float(threshold)
     start = {n: RecordDict({keys.ARRAYS: arrays, keys.CONFIG: ConfigRecord(config)}) for n in sites}
-    replies = _exchange(grid, start, keys.QUERY_SECAGG_KEYS, round_id, timeout)
-    _deliver(replies, AdvertiseKeys, agg.receive_keys)
-    directory = agg.directory()
-    contents = {n: _request(directory) for n in directory.sites}
-    replies = _exchange(grid, contents, keys.QUERY_SECAGG_SHARES, round_id, timeout)
-    _deliver(replies, SharePackets, agg.receive_shares)
-    contents = {n: _request(inbox) for n, inbox in agg.inboxes().items()}
-    replies = _exchange(grid, contents, keys.QUERY_SECAGG_MASKED, round_id, timeout)
-    _deliver(replies, MaskedInput, agg.receive_masked, parse=_masked)
-    request = agg.unmask_request()
-    contents = {n: _request(request) for n in request.survivors}
-    replies = _exchange(grid, contents, keys.QUERY_SECAGG_UNMASK, round_id, timeout)
-    _deliver(replies, UnmaskResponse, agg.receive_unmask)
-    result = agg.result()
+    replies = exchange(grid, start, keys.QUERY_SECAGG_KEYS, round_id, timeout)
+    deliver_keys(replies, agg)
+    result = finish_secure_sum(grid, agg, timeout)
     total = SiteStatistics.from_vector(result.total, StatsLayout(cfg.seg.model.feat_dim))
     return StatisticsRound(round_id, stats_round, total, result)
 
@@ -180,7 +113,7 @@ def broadcast_reference(
     contents = {
         n: RecordDict({keys.REFERENCE: arrays, keys.CONFIG: ConfigRecord(config)}) for n in sites
     }
-    replies = _exchange(grid, contents, keys.QUERY_REFERENCE, round_id, cfg.fed.timeout_s)
+    replies = exchange(grid, contents, keys.QUERY_REFERENCE, round_id, cfg.fed.timeout_s)
     indicators = []
     for node, content in replies.items():
         values = {k: float(v) for k, v in content.metric_records[keys.INDICATORS].items()}

@@ -31,6 +31,7 @@ from fedshift.fl.final_model import finish_with_package
 from fedshift.fl.grid import SiteInfo, query_readiness, send, wait_for_nodes
 from fedshift.fl.records import from_arrays, reply_metrics, reply_site, to_arrays
 from fedshift.fl.secure_rounds import federation_round
+from fedshift.fl.secure_updates import secure_train_round
 from fedshift.fl.strategies import make_strategy
 from fedshift.fl.strategies.base import Coordinated
 from fedshift.model.network import build_network, get_weights
@@ -116,6 +117,8 @@ def run_coordinator(grid: Grid, cfg: RunConfig) -> RunState:
     strategy = make_strategy(cfg, sites)
     if not strategy.trainer_nodes:
         raise FedShiftError(f"no site reaches training level {cfg.fed.train_level}")
+    if cfg.fed.secure_updates:
+        cfg.fed.secagg().check_sites(len(strategy.trainer_nodes), "training sites (secure updates)")
     record_sites(state, sites, strategy)
     first = state.last_round + 1
     for rnd in range(first, cfg.fed.rounds + 1):
@@ -204,7 +207,8 @@ def run_round(
         federation_round(grid, sites, state, cfg, strategy.threshold)
     t0 = time.perf_counter()
     assert state.weights is not None  # set by start_state
-    state.weights, train_metrics = train_round(grid, strategy, rnd, state.weights, cfg)
+    train = secure_train_round if cfg.fed.secure_updates else train_round
+    state.weights, train_metrics = train(grid, strategy, rnd, state.weights, cfg)
     state.strategy_state = strategy.state_arrays()
     t1 = time.perf_counter()
     val = evaluate_round(grid, sites, state.weights, "val", None, cfg.fed.timeout_s)

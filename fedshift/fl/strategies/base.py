@@ -91,9 +91,13 @@ class Coordinated:
         """Flower's aggregation over the replies in site-name order (the same summation
         order every run), each weighted by the weight the coordinator sets."""
         ordered = by_site(list(replies))
-        scale = {n: self.cfg.fed.unlabelled_weight for n in self.adapter_nodes}
-        set_fedavg_weights(ordered, scale)
+        set_fedavg_weights(ordered, self.weight_scale())
         return super().aggregate_train(server_round, ordered)  # type: ignore[misc]
+
+    def weight_scale(self) -> dict[int, float]:
+        """node -> the factor of its case count in its FedAvg weight, where not 1: a site
+        without labels counts ``fed.unlabelled_weight`` per case."""
+        return {n: self.cfg.fed.unlabelled_weight for n in self.adapter_nodes}
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """What the aggregation rule carries from one round to the next, for the round's

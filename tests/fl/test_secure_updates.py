@@ -1,0 +1,144 @@
+"""Secure aggregation of model updates (``fed.secure_updates``) through the real ClientApp
+handlers and Flower messages, in one process (:class:`local_grid.LocalGrid`); the sites'
+training is a stand-in that returns fixed models. The secure round must give the model a
+plain round gives, let a site drop, refuse a site that claims another weight, and never
+hand the coordinator a site's weights."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from local_grid import LocalGrid
+
+from fedshift.errors import SecureAggregationError
+from fedshift.fl import client, client_secure, keys
+from fedshift.fl.grid import SiteInfo
+from fedshift.fl.secure_updates import secure_train_round
+from fedshift.fl.server import train_round
+from fedshift.fl.strategies import make_strategy
+from fedshift.runconfig import RunConfig
+from fedshift.site.worker import TrainOutcome
+
+pytestmark = pytest.mark.usefixtures("task_identity")  # Messages need an identity
+
+NAMES = {2**64 - 11: "a", 5: "b", 2**40: "c", 17: "d"}
+CASES = {"a": 4, "b": 2, "c": 3, "d": 5}
+SHAPES = [(3, 2, 2), (5,)]
+
+
+def site_model(name: str, weights: list[np.ndarray], server_round: int) -> list[np.ndarray]:
+    """What site ``name`` trains from ``weights`` in a round (a fixed, site-own step)."""
+    rng = np.random.default_rng(sum(map(ord, name)) + 100 * server_round)
+    return [(w + rng.normal(0, 0.05, w.shape)).astype(w.dtype) for w in weights]
+
+
+class StubWorker:
+    """Stands in for a site's worker: :func:`site_model`, its case count, no data."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def train(self, weights, server_round, proximal_mu=0.0, threshold=None, align=True):
+        models = site_model(self.name, weights, server_round)
+        return TrainOutcome(models, CASES[self.name], {"loss": 0.1 * len(self.name)})
+
+
+@pytest.fixture
+def federation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    fed = replace(RunConfig().fed, timeout_s=0.5)  # a dropped site is waited for this long
+    cfg = replace(RunConfig(), out=str(tmp_path / "run"), fed=fed)
+    grid = LocalGrid(cfg, NAMES)
+    node_of_context = {id(c): n for n, c in grid.contexts.items()}
+    monkeypatch.setattr(
+        client,
+        "make_worker",
+        lambda ctx, defaults=None: StubWorker(NAMES[node_of_context[id(ctx)]]),
+    )
+    sites = {n: SiteInfo(n, name, "A", True, 5, 5) for n, name in NAMES.items()}
+    weights = [np.linspace(-1, 1, int(np.prod(s)), dtype=np.float32).reshape(s) for s in SHAPES]
+    return cfg, grid, sites, weights
+
+
+def _strategy(cfg: RunConfig, sites, aggregator: str, scale: dict[int, float]):
+    cfg = replace(cfg, fed=replace(cfg.fed, aggregator=aggregator))
+    strategy = make_strategy(cfg, sites)
+    strategy.weight_scale = lambda: dict(scale)  # type: ignore[method-assign]
+    return cfg, strategy
+
+
+@pytest.mark.parametrize("aggregator", ["fedavg", "fedadam"])
+def test_secure_round_gives_the_plain_rounds_model(federation, aggregator: str) -> None:
+    cfg, grid, sites, weights = federation
+    node_b = next(n for n, s in NAMES.items() if s == "b")
+    scale = {node_b: 0.5}  # the factor the coordinator sets travels to the site
+    cfg, plain = _strategy(cfg, sites, aggregator, scale)
+    _, secure = _strategy(cfg, sites, aggregator, scale)
+    w_plain, w_secure = weights, weights
+    for rnd in (1, 2):  # two rounds: fedadam's moments carry over
+        w_plain, m_plain = train_round(grid, plain, rnd, w_plain, cfg)
+        grid.sent.clear()
+        w_secure, m_secure = secure_train_round(grid, secure, rnd, w_secure, cfg)
+        for a, b in zip(w_plain, w_secure, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+        assert m_plain == m_secure  # the scalar metrics still arrive per site
+        # the coordinator never received a site's weights: no float array at all, and
+        # no masked value equal to a site's encoded weights
+        trained = [site_model(s, w_secure, rnd) for s in NAMES.values()]
+        for content in grid.sent:
+            for record in content.array_records.values():
+                for array in record.values():
+                    values = array.numpy()
+                    assert values.dtype == np.uint64
+                    for model in trained:
+                        flat = np.concatenate([m.ravel() for m in model])
+                        assert not np.isin(flat.astype(np.float64), values).any()
+    hand = sum(
+        CASES[s] * scale.get(n, 1.0) * site_model(s, weights, 1)[0] for n, s in NAMES.items()
+    )
+    if aggregator == "fedavg":  # round 1 by hand: the weighted mean
+        total = sum(CASES[s] * scale.get(n, 1.0) for n, s in NAMES.items())
+        w1, _ = secure_train_round(grid, secure, 1, weights, cfg)
+        np.testing.assert_allclose(w1[0], hand / total, atol=1e-6)
+    for context in grid.contexts.values():  # nothing of the round stays at a site
+        assert client_secure.STATE_SESSION not in context.state
+        assert client_secure.STATE_STATS not in context.state
+
+
+def test_a_site_dropping_after_training_leaves_the_mean_of_the_others(federation) -> None:
+    cfg, grid, sites, weights = federation
+    gone = next(n for n, s in NAMES.items() if s == "b")
+    grid.drop.add((keys.QUERY_SECAGG_MASKED, gone))
+    cfg, strategy = _strategy(cfg, sites, "fedavg", {})
+    new, _ = secure_train_round(grid, strategy, 1, weights, cfg)
+    kept = [s for s in NAMES.values() if s != "b"]
+    mean = sum(CASES[s] * site_model(s, weights, 1)[1] for s in kept) / sum(CASES[s] for s in kept)
+    np.testing.assert_allclose(new[1], mean, atol=1e-6)
+
+
+def test_a_site_sending_another_weight_is_refused(federation, monkeypatch) -> None:
+    cfg, grid, sites, weights = federation
+    honest = client_secure.update_vector
+    calls = []
+
+    def inflated(models, weight):  # the first site to answer doubles its weight
+        calls.append(weight)
+        return honest(models, 2 * weight if len(calls) == 1 else weight)
+
+    monkeypatch.setattr(client_secure, "update_vector", inflated)
+    cfg, strategy = _strategy(cfg, sites, "fedavg", {})
+    with pytest.raises(SecureAggregationError, match="weight the coordinator did not set"):
+        secure_train_round(grid, strategy, 1, weights, cfg)
+
+
+def test_fewer_than_three_training_sites_are_refused_before_training(federation) -> None:
+    cfg, grid, sites, weights = federation
+    two = dict(list(sites.items())[:2])
+    grid.sent.clear()
+    cfg, strategy = _strategy(cfg, two, "fedavg", {})
+    with pytest.raises(SecureAggregationError, match="at least 3"):
+        secure_train_round(grid, strategy, 1, weights, cfg)
+    assert grid.sent == []  # no site trained
