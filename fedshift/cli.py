@@ -37,6 +37,7 @@ COMMANDS: dict[str, str] = {
     "predict": "fedshift.commands.predict",
     "evaluate": "fedshift.commands.evaluate",
     "adapt": "fedshift.commands.adapt",
+    "audit": "fedshift.commands.audit",
 }
 
 

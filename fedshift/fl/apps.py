@@ -17,11 +17,12 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from fedshift.fl import client_secure, keys
+from fedshift.fl.audit import make_audit_mod
 
 
 def make_client_app(defaults: Mapping[str, Any] | None = None) -> ClientApp:
     """A ClientApp; ``defaults`` is a flat run config used under Flower's run config."""
-    app = ClientApp()
+    app = ClientApp(mods=[make_audit_mod(defaults)])  # every reply logged at the site
 
     @app.query(keys.READINESS_HANDLER)
     def readiness(msg: Message, context: Context) -> Message:

@@ -1,9 +1,6 @@
 """ClientApp handlers: one Flower message -> one :class:`SiteWorker` call -> one reply.
 
-The site's data folder comes from the SuperNode's node config (``data-path``, what a
-hospital passes when it starts its SuperNode) or, in simulation, from the run config's
-site list at index ``partition-id``. The working folder comes from ``work-dir`` or is
-``<run out>/sites/<site>``.
+The site's folders are the node's (:mod:`fedshift.fl.node`).
 """
 
 from __future__ import annotations
@@ -11,46 +8,21 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
-from fedshift.errors import ConfigError
 from fedshift.fl import keys
-from fedshift.fl.records import from_arrays, metrics_record, run_config, site_record, to_arrays
-from fedshift.runconfig import RunConfig
-from fedshift.site.folders import resolve_sites
+from fedshift.fl.node import PARTITION, node_site
+from fedshift.fl.records import from_arrays, metrics_record, site_record, to_arrays
 from fedshift.site.worker import SiteWorker, site_worker
 
 log = logging.getLogger(__name__)
 
-DATA_PATH = "data-path"
-WORK_DIR = "work-dir"
-PARTITION = "partition-id"
-
-
-def site_paths(cfg: RunConfig, node_config: Mapping[str, Any]) -> tuple[Path, Path | None]:
-    """(data folder, work folder or None) for this node."""
-    if DATA_PATH in node_config:
-        data = Path(str(node_config[DATA_PATH]))
-    elif PARTITION in node_config:
-        index = int(node_config[PARTITION])
-        if index >= len(cfg.all_sites):
-            raise ConfigError(f"partition-id {index} but the run names {len(cfg.all_sites)} sites")
-        data = Path(cfg.all_sites[index])
-    else:
-        raise ConfigError(f"node config has neither {DATA_PATH!r} nor {PARTITION!r}")
-    work = Path(str(node_config[WORK_DIR])) if WORK_DIR in node_config else None
-    return data, work
-
 
 def make_worker(context: Context, defaults: Mapping[str, Any] | None = None) -> SiteWorker:
-    cfg = run_config(context, defaults)
-    if DATA_PATH not in context.node_config and not cfg.all_sites:
-        cfg = resolve_sites(cfg)  # simulation on the synthetic scenario
-    data, work = site_paths(cfg, context.node_config)
+    cfg, data, work = node_site(context, defaults)
     if PARTITION in context.node_config:  # simulated site: its share of this machine's cores
         torch.set_num_threads(max(1, int(cfg.simulation.cpus_per_site)))
     return site_worker(cfg, data, work)

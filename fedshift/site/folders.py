@@ -22,6 +22,15 @@ from fedshift.runconfig import RunConfig, synth_config
 log = logging.getLogger(__name__)
 
 
+def site_work_dir(cfg: RunConfig, data_dir: str | Path, work_dir: str | Path | None = None) -> Path:
+    """A site's private working folder: ``work_dir`` where the hospital named one (its
+    SuperNode's ``work-dir``), else ``<run out>/sites/<site folder name>`` (simulation,
+    local baselines)."""
+    if work_dir is not None:
+        return Path(work_dir)
+    return Path(cfg.out) / "sites" / Path(data_dir).resolve().name
+
+
 def synth_root(cfg: RunConfig) -> Path:
     synth = synth_config(cfg)
     return Path(cfg.data.synth_dir or f"runs/data/{synth.name}-seed{synth.seed}").resolve()

@@ -42,6 +42,7 @@ from fedshift.shift.intensity import IntensityMap, quantile_map
 from fedshift.shift.reference import Reference
 from fedshift.site.calibration import measure_calibration
 from fedshift.site.files import ShiftFolder
+from fedshift.site.folders import site_work_dir
 from fedshift.site.overlay import write_overlay
 from fedshift.site.readiness import Readiness, cached_readiness, training_spacing
 from fedshift.site.stats import LocalStatistics, site_statistics
@@ -406,4 +407,5 @@ def site_worker(
     if work_dir is not None:
         return SiteWorker(data_dir, work_dir, cfg.seg, **options)
     cache = Path(cfg.data.cache_dir) / name if cfg.data.cache_dir else None
-    return SiteWorker(data_dir, Path(cfg.out) / "sites" / name, cfg.seg, cache_dir=cache, **options)
+    work = site_work_dir(cfg, data_dir)
+    return SiteWorker(data_dir, work, cfg.seg, cache_dir=cache, **options)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 from flwr.app import Context, Message, RecordDict
 from flwr.common import serde
@@ -17,14 +18,25 @@ class LocalGrid:
 
     def __init__(self, cfg: RunConfig, names: dict[int, str]) -> None:
         self.app = make_client_app(flatten(cfg))
+        self.root = Path(cfg.out).parent  # each node's folders: data (unread), work (audit)
         self.contexts = {
-            n: Context(run_id=7, node_id=n, node_config={}, state=RecordDict(), run_config={})
-            for n in names
+            n: Context(
+                run_id=7,
+                node_id=n,
+                node_config={"data-path": str(self.root / name), "work-dir": self.work(name)},
+                state=RecordDict(),
+                run_config={},
+            )
+            for n, name in names.items()
         }
         self.drop: set[tuple[str, int]] = set()
         self.sent: list[RecordDict] = []  # what reached the coordinator
         self.pull_interval = 0.0
         self.waiting: dict[str, Message] = {}
+
+    def work(self, name: str) -> str:
+        """Site ``name``'s work folder."""
+        return str(self.root / "work" / name)
 
     def get_node_ids(self) -> list[int]:
         return sorted(self.contexts)

@@ -151,3 +151,21 @@ def test_no_site_statistics_in_the_clear(run, plain: dict[str, np.ndarray]) -> N
         assert len(counts) >= 5, site
         for text in texts:
             assert not holds_sequence(text, counts), site
+
+
+def test_statistics_left_every_site_only_masked(run: tuple[list[str], Path, str]) -> None:
+    """Each site's audit log: the statistics steps carried no array but the masked uint64
+    vector; the reference step and every other reply no array shaped like an image."""
+    from fedshift.audit import find_logs, read_log, summarise
+
+    _, out, _ = run
+    logs = find_logs(out)
+    assert set(logs) == {"a", "b", "c", "t"}
+    for path in logs.values():
+        entries = read_log(path)
+        audit = summarise(entries)
+        assert not audit.image_like and audit.errors == 0
+        assert audit.messages["query.secagg_keys"] >= 2  # before round 1 and after the last
+        steps = {k: v for k, v in audit.arrays.items() if k[0].startswith("query.")}
+        assert set(steps) == {("query.secagg_masked", "secagg-values", "uint64")}
+        assert audit.plain_float <= {"train"}  # model weights (fed.secure_updates is off)

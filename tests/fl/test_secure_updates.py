@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from local_grid import LocalGrid
 
+from fedshift.audit import AUDIT_FILE, read_log, summarise
 from fedshift.errors import SecureAggregationError
 from fedshift.fl import client, client_secure, keys
 from fedshift.fl.grid import SiteInfo
@@ -103,6 +104,15 @@ def test_secure_round_gives_the_plain_rounds_model(federation, aggregator: str) 
         total = sum(CASES[s] * scale.get(n, 1.0) for n, s in NAMES.items())
         w1, _ = secure_train_round(grid, secure, 1, weights, cfg)
         np.testing.assert_allclose(w1[0], hand / total, atol=1e-6)
+    for name in NAMES.values():  # each site's own log says what left: no plain weights
+        entries = read_log(Path(grid.work(name)) / AUDIT_FILE)
+        train = [e for e in entries if e["message_type"] == "train"]
+        secure = [e for e in train if keys.SECAGG in e["configs"]]
+        assert len(secure) == 2 + (aggregator == "fedavg") and len(train) == len(secure) + 2
+        assert all(e["arrays"] == [] for e in secure)  # keys and metrics, no array
+        audit = summarise(entries)
+        assert audit.plain_float == {"train"} and not audit.image_like  # plain rounds only
+        assert audit.arrays[("query.secagg_masked", "secagg-values", "uint64")] == len(secure)
     for context in grid.contexts.values():  # nothing of the round stays at a site
         assert client_secure.STATE_SESSION not in context.state
         assert client_secure.STATE_STATS not in context.state

@@ -135,7 +135,17 @@ def test_killed_run_resumes_with_same_result(uninterrupted: dict, work: Path) ->
                 )
 
 
-def test_secure_updates_end_with_the_plain_runs_model(uninterrupted: dict, work: Path) -> None:
+@pytest.fixture(scope="module")
+def secure_updates(work: Path) -> dict:
+    out = work / "secure-updates"
+    proc = simulate([*overrides(work, out), "fed.secure_updates=true"])
+    assert proc.wait(timeout=900) == 0
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_secure_updates_end_with_the_plain_runs_model(
+    uninterrupted: dict, secure_updates: dict, work: Path
+) -> None:
     """``fed.secure_updates=true``: the coordinator only ever unmasks the weighted sum of
     the sites' models. Round 1 ends with the plain run's model up to fixed-point rounding
     (one float32 ulp); later rounds train from that and drift further (local Adam steps
@@ -143,18 +153,43 @@ def test_secure_updates_end_with_the_plain_runs_model(uninterrupted: dict, work:
     issue's: Dice within 0.002 of the plain run."""
     import numpy as np
 
-    out = work / "secure-updates"
-    proc = simulate([*overrides(work, out), "fed.secure_updates=true"])
-    assert proc.wait(timeout=900) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
     for role in ("sites", "target"):
         for site, values in uninterrupted["final"][role].items():
-            assert abs(metrics["final"][role][site]["dice"] - values["dice"]) <= 0.002, site
+            assert abs(secure_updates["final"][role][site]["dice"] - values["dice"]) <= 0.002
     rounds = (_weights(work / run, 1) for run in ("full", "secure-updates"))
     for a, b in zip(*rounds, strict=True):
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
-    first = metrics["rounds"][0]["sites"]
+    first = secure_updates["rounds"][0]["sites"]
     assert first["a"]["train_fedavg-weight"] == 4  # the weight the coordinator set, recorded
+
+
+def test_each_site_logged_what_it_sent(uninterrupted: dict, secure_updates: dict, work: Path):
+    """Every reply of both runs is in its site's audit log: no array shaped like an image
+    or a label; plain weights leave only in the plain run's train replies, at the fp32
+    model's size (<= 1.05x per round, issue 23); with secure updates only masked uint64."""
+    from fedshift.audit import find_logs, read_log, summarise
+
+    model_bytes = sum(a.nbytes for a in _weights(work / "full", 1))
+    for run, floats in (("full", {"train"}), ("secure-updates", set())):
+        logs = find_logs(work / run)
+        assert set(logs) == {"a", "b", "c", "t"}
+        for site, path in logs.items():
+            audit = summarise(read_log(path))
+            assert not audit.image_like and audit.errors == 0
+            assert audit.messages["query.readiness"] == 1 and audit.messages["evaluate"] >= 2
+            if site == "t":  # the target does not train
+                assert not audit.plain_float and not audit.bytes_per_round
+                continue
+            assert audit.plain_float == floats
+            assert sorted(audit.bytes_per_round) == [1, 2]
+            for sent in audit.bytes_per_round.values():
+                if run == "full":
+                    assert model_bytes < sent <= 1.05 * model_bytes
+                else:  # uint64 ring elements: twice the fp32 bytes, plus keys and shares
+                    assert 2 * model_bytes < sent <= 2.1 * model_bytes
+            assert audit.arrays.get(("query.secagg_masked", "secagg-values", "uint64"), 0) == (
+                2 if run == "secure-updates" else 0
+            )
 
 
 def _weights(out: Path, rnd: int) -> list:
