@@ -10,8 +10,10 @@ before round 1 (the reference that intensity alignment needs) and after the last
 ``fed.stats_every_round`` or in rounds that align embeddings (``seg.align.method``).
 Flower has no checkpoint/resume of its own: ``resume=true`` continues after the last
 checkpointed round, with the aggregator's state of that round (a server optimiser's
-momentum and moments: ``Coordinated.state_arrays``). The run ends with the final model
-as a package in ``RUN/model`` and at every site (:mod:`fedshift.fl.final_model`).
+momentum and moments: ``Coordinated.state_arrays``). With ``fed.secure_updates`` a
+training round is a secure sum (:mod:`fedshift.fl.secure_updates`). The run ends with
+the final model as a package in ``RUN/model`` and at every site
+(:mod:`fedshift.fl.final_model`).
 """
 
 from __future__ import annotations
