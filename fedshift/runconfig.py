@@ -41,7 +41,7 @@ from fedshift.secagg.config import MIN_SITES, SecAggConfig
 #: MIDaR readiness levels, best first
 LEVELS = ("A", "B", "C", "D")
 #: how the coordinator aggregates the sites' updates (:mod:`fedshift.fl.strategies`)
-AGGREGATORS = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi")
+AGGREGATORS = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedtrimmedavg")
 #: the server optimisers' learning rate where ``fed.server_lr`` is 0: Flower's defaults
 SERVER_LR_DEFAULTS = {"fedavgm": 1.0, "fedadam": 0.1, "fedyogi": 0.01}
 #: ``simulation.gpus_per_site``: size the share when the simulation starts
@@ -95,6 +95,17 @@ class FedConfig:
     )
     rounds: int = setting(5, "federated training rounds")
     proximal_mu: float = setting(0.01, "weight of FedProx's proximal term (fedprox only)")
+    trim_beta: float = setting(
+        0.25,
+        "fedtrimmedavg only: fraction of the sites' values dropped at each end of every "
+        "weight before the (unweighted) mean; with 4 sites 0.25 drops the lowest and highest",
+    )
+    update_norm_limit: float = setting(
+        10.0,
+        "a site's update (its model minus the one sent) whose L2 norm exceeds this times the "
+        "round's median is refused and logged, as are NaN or infinite weights (needs >= 3 "
+        "updates in the clear; 0: no norm check)",
+    )
     server_lr: float = setting(
         0.0,
         "learning rate of the server optimisers fedavgm, fedadam, fedyogi (Flower's "
@@ -190,6 +201,15 @@ class FedConfig:
         ):
             check(0 <= value < 1, key, value, "a number in [0, 1)")
         _positive("fed.tau", self.tau)
+        check(0 <= self.trim_beta < 0.5, "fed.trim_beta", self.trim_beta, "a number in [0, 0.5)")
+        _non_negative("fed.update_norm_limit", self.update_norm_limit)
+        check(
+            not (self.secure_updates and self.aggregator == "fedtrimmedavg"),
+            "fed.secure_updates",
+            self.secure_updates,
+            "false with fed.aggregator=fedtrimmedavg (a trimmed mean needs every site's "
+            "weights; secure updates reveal only their sum)",
+        )
         one_of("fed.train_level", self.train_level, LEVELS)
         check(self.min_sites >= 0, "fed.min_sites", self.min_sites, "an integer >= 0")
         _positive("fed.timeout_s", self.timeout_s)

@@ -44,7 +44,7 @@ STYLE = re.compile(r"^(\S+=.* is invalid: |config file \S+ is invalid: expected 
         (
             ["fed.aggregator=fedmagic"],
             "fed.aggregator=fedmagic is invalid: expected one of: fedavg, fedprox, fedavgm, "
-            "fedadam, fedyogi",
+            "fedadam, fedyogi, fedtrimmedavg",
         ),
         (
             ["seg.align.method=magic"],

@@ -78,13 +78,17 @@ def train_round(
 ) -> tuple[list[np.ndarray], dict[str, dict[str, float]]]:
     """One Flower training round: the strategy picks the sites and their settings, the
     sites train, the strategy aggregates. Returns the new weights and site -> metrics
-    (with the FedAvg weight the coordinator set)."""
+    (with the FedAvg weight the coordinator set, and ``refused`` = 1 for a site whose
+    update the strategy left out)."""
     messages = strategy.configure_train(rnd, to_arrays(weights), ConfigRecord({}), grid)
     replies = send(grid, messages, cfg.fed.timeout_s, f"train round {rnd}")
     arrays, _ = strategy.aggregate_train(rnd, replies)
     if arrays is None:
-        raise FedShiftError(f"round {rnd}: no site returned a model update")
-    return from_arrays(arrays), {reply_site(r.content): reply_metrics(r.content) for r in replies}
+        raise FedShiftError(f"round {rnd}: no site returned a model update that was accepted")
+    metrics = {reply_site(r.content): reply_metrics(r.content) for r in replies}
+    for site in strategy.refused:  # NaN, infinite or outsized: logged by the strategy
+        metrics[site]["refused"] = 1.0
+    return from_arrays(arrays), metrics
 
 
 def final_evaluation(

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 
 from fedshift.errors import ConfigError
 from fedshift.fl.grid import SiteInfo
-from fedshift.fl.strategies import fedadam, fedavg, fedavgm, fedprox, fedyogi
+from fedshift.fl.strategies import fedadam, fedavg, fedavgm, fedprox, fedtrimmedavg, fedyogi
 from fedshift.fl.strategies.base import Coordinated
 from fedshift.runconfig import RunConfig
 
@@ -24,6 +24,7 @@ AGGREGATORS: dict[str, Callable[[RunConfig, Mapping[int, SiteInfo]], Coordinated
     "fedavgm": fedavgm.make,
     "fedadam": fedadam.make,
     "fedyogi": fedyogi.make,
+    "fedtrimmedavg": fedtrimmedavg.make,
 }
 
 

@@ -13,6 +13,7 @@ checkpoint as named arrays (:meth:`Coordinated.state_arrays`) and takes it back 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -24,7 +25,10 @@ from fedshift import policy
 from fedshift.errors import FedShiftError
 from fedshift.fl import keys
 from fedshift.fl.grid import SiteInfo, by_site
+from fedshift.fl.records import reply_site
 from fedshift.runconfig import RunConfig
+
+log = logging.getLogger("fedshift.coordinator")
 
 
 def set_fedavg_weights(replies: Iterable[Message], scale: Mapping[int, float]) -> None:
@@ -35,6 +39,19 @@ def set_fedavg_weights(replies: Iterable[Message], scale: Mapping[int, float]) -
         metrics = reply.content.metric_records[keys.METRICS]
         factor = scale.get(reply.metadata.src_node_id, 1.0)
         metrics[keys.FEDAVG_WEIGHT] = float(metrics[keys.NUM_EXAMPLES]) * factor
+
+
+def _arrays(reply: Message) -> ArrayRecord:
+    return reply.content.array_records[keys.ARRAYS]
+
+
+def _update_norm(arrays: ArrayRecord, sent: Mapping[str, np.ndarray]) -> float:
+    """The L2 norm of a site's model minus the model it was sent, over all weights."""
+    total = 0.0
+    for key, array in arrays.items():
+        diff = array.numpy().astype(np.float64) - sent[key]
+        total += float(np.dot(diff.ravel(), diff.ravel()))
+    return float(np.sqrt(total))
 
 
 class Coordinated:
@@ -65,6 +82,8 @@ class Coordinated:
         self.val_dice: float | None = None
         self.threshold: float | None = None
         self.aligned = False  # whether the last configured round aligns
+        self.sent: dict[str, np.ndarray] = {}  # the model the last round sent
+        self.refused: dict[str, str] = {}  # site -> why its last update was left out
 
     def observe_validation(self, val: Mapping[str, Mapping[str, float]]) -> None:
         """The last round's validation metrics (site -> metrics): they decide the next
@@ -82,6 +101,7 @@ class Coordinated:
         if self.threshold is not None:
             config[keys.THRESHOLD] = float(self.threshold)
         nodes = self.trainer_nodes | (self.adapter_nodes if self.aligned else set())
+        self.sent = {k: a.numpy() for k, a in arrays.items()}
         messages = super().configure_train(server_round, arrays, config, grid)  # type: ignore[misc]
         return [m for m in messages if m.metadata.dst_node_id in nodes]
 
@@ -90,9 +110,38 @@ class Coordinated:
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Flower's aggregation over the replies in site-name order (the same summation
         order every run), each weighted by the weight the coordinator sets."""
-        ordered = by_site(list(replies))
+        ordered = self.screen(server_round, by_site(list(replies)))
         set_fedavg_weights(ordered, self.weight_scale())
         return super().aggregate_train(server_round, ordered)  # type: ignore[misc]
+
+    def screen(self, server_round: int, replies: list[Message]) -> list[Message]:
+        """The replies whose update may be averaged in; the others are logged, named in
+        :attr:`refused` and left out: weights with NaN or infinite values, and (with at
+        least three replies) an update ``x_site - x_sent`` whose L2 norm exceeds
+        ``fed.update_norm_limit`` times the round's median."""
+        self.refused = {}
+        finite = []
+        for reply in replies:
+            if all(np.isfinite(a.numpy()).all() for a in _arrays(reply).values()):
+                finite.append(reply)
+            else:
+                self.refused[reply_site(reply.content)] = "NaN or infinite weights"
+        limit = self.cfg.fed.update_norm_limit
+        kept = finite
+        if limit > 0 and len(finite) >= 3 and self.sent:
+            norms = [_update_norm(_arrays(r), self.sent) for r in finite]
+            median = float(np.median(norms))
+            kept = []
+            for reply, norm in zip(finite, norms, strict=True):
+                if median > 0 and norm > limit * median:
+                    self.refused[reply_site(reply.content)] = (
+                        f"update norm {norm:.3g} > {limit:g} x the round's median {median:.3g}"
+                    )
+                else:
+                    kept.append(reply)
+        for site, why in self.refused.items():
+            log.error("round %d: the update of site %s is refused: %s", server_round, site, why)
+        return kept
 
     def weight_scale(self) -> dict[int, float]:
         """node -> the factor of its case count in its FedAvg weight, where not 1: a site
