@@ -43,6 +43,8 @@ LEVELS = ("A", "B", "C", "D")
 #: how the coordinator aggregates the sites' updates (:mod:`fedshift.fl.strategies`)
 AGGREGATORS = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedtrimmedavg")
 #: the server optimisers' learning rate where ``fed.server_lr`` is 0: Flower's defaults
+#: fed.update_dtype: what a site's trained weights travel as
+UPDATE_DTYPES = ("float32", "float16")
 SERVER_LR_DEFAULTS = {"fedavgm": 1.0, "fedadam": 0.1, "fedyogi": 0.01}
 #: ``simulation.gpus_per_site``: size the share when the simulation starts
 AUTO_GPUS = "auto"
@@ -148,6 +150,12 @@ class FedConfig:
         "mean model, never one site's weights or FedAvg weight (>= fed.secagg_min_sites "
         "training sites)",
     )
+    update_dtype: str = setting(
+        "float32",
+        "dtype the sites send their trained weights in: float32, or float16 to halve the "
+        "bytes a site uploads per round (the coordinator averages in float32; not with "
+        "fed.secure_updates, whose masked values are 64-bit)",
+    )
     stats_every_round: bool = setting(False, "also a statistics round between every two rounds")
     align_intensity: bool = setting(
         False,
@@ -202,6 +210,14 @@ class FedConfig:
             check(0 <= value < 1, key, value, "a number in [0, 1)")
         _positive("fed.tau", self.tau)
         check(0 <= self.trim_beta < 0.5, "fed.trim_beta", self.trim_beta, "a number in [0, 0.5)")
+        one_of("fed.update_dtype", self.update_dtype, UPDATE_DTYPES)
+        check(
+            not (self.secure_updates and self.update_dtype != "float32"),
+            "fed.update_dtype",
+            self.update_dtype,
+            "float32 with fed.secure_updates=true (the masked values are 64-bit ring "
+            "elements whatever the weights' dtype)",
+        )
         _non_negative("fed.update_norm_limit", self.update_norm_limit)
         check(
             not (self.secure_updates and self.aggregator == "fedtrimmedavg"),

@@ -10,12 +10,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 
 from fedshift.fl import keys
 from fedshift.fl.node import PARTITION, node_site
-from fedshift.fl.records import from_arrays, metrics_record, site_record, to_arrays
+from fedshift.fl.records import from_arrays, metrics_record, run_config, site_record, to_arrays
 from fedshift.site.worker import SiteWorker, site_worker
 
 log = logging.getLogger(__name__)
@@ -63,14 +64,22 @@ def handle_train(
         from fedshift.fl.client_secure import masked_update_reply
 
         return masked_update_reply(msg, context, outcome.weights, metrics, worker.name, defaults)
+    dtype = run_config(context, defaults).fed.update_dtype
     content = RecordDict(
         {
-            keys.ARRAYS: to_arrays(outcome.weights),
+            keys.ARRAYS: to_arrays([_as_update(w, dtype) for w in outcome.weights]),
             keys.METRICS: metrics,
             keys.SITE: site_record(worker.name),
         }
     )
     return Message(content, reply_to=msg)
+
+
+def _as_update(weights: np.ndarray, dtype: str) -> np.ndarray:
+    """A trained weight array as it travels (``fed.update_dtype``; floats only)."""
+    if np.issubdtype(weights.dtype, np.floating) and weights.dtype != np.dtype(dtype):
+        return weights.astype(dtype)
+    return weights
 
 
 def handle_evaluate(

@@ -73,3 +73,24 @@ def test_trimmed_mean_refuses_secure_updates() -> None:
         load_config(RunConfig, [], ["fed.aggregator=fedtrimmedavg", "fed.secure_updates=true"])
     with pytest.raises(ConfigError, match="fed.trim_beta"):
         load_config(RunConfig, [], ["fed.trim_beta=0.5"])
+
+
+def test_float16_updates_are_averaged_in_the_models_precision() -> None:
+    """fed.update_dtype=float16: a site's weights travel as float16; the coordinator casts
+    them back to the sent model's float32 before screening and averaging."""
+    cfg = load_config(RunConfig, [], ["fed.update_dtype=float16"])
+    strategy = make_strategy(cfg, SITES)
+    sent = to_arrays([np.zeros(3, np.float32)])
+    list(strategy.configure_train(1, sent, ConfigRecord({}), NodeList(SITES)))
+    values = {1: 0.1, 2: 0.2, 3: 0.3, 4: 0.4}
+    replies = [
+        train_reply(n, SITES[n].name, np.full(3, v, dtype=np.float16), 4) for n, v in values.items()
+    ]
+    arrays, _ = strategy.aggregate_train(1, replies)
+    mean = next(iter(arrays.values())).numpy()
+    assert mean.dtype == np.float32
+    expected = np.mean([np.float32(np.float16(v)) for v in values.values()])
+    np.testing.assert_allclose(mean, expected, rtol=1e-6)
+    assert abs(float(mean[0]) - 0.25) < 1e-3  # float16 rounding only
+    with pytest.raises(ConfigError, match="fed.update_dtype"):
+        load_config(RunConfig, [], ["fed.update_dtype=float16", "fed.secure_updates=true"])

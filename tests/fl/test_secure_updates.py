@@ -2,7 +2,7 @@
 handlers and Flower messages, in one process (:class:`local_grid.LocalGrid`); the sites'
 training is a stand-in that returns fixed models. The secure round must give the model a
 plain round gives, let a site drop, refuse a site that claims another weight, and never
-hand the coordinator a site's weights."""
+hand the coordinator a site's weights; and a plain round's float16 transport (fed.update_dtype)."""
 
 from __future__ import annotations
 
@@ -52,11 +52,8 @@ def federation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     fed = replace(RunConfig().fed, timeout_s=0.5)  # a dropped site is waited for this long
     cfg = replace(RunConfig(), out=str(tmp_path / "run"), fed=fed)
     grid = LocalGrid(cfg, NAMES)
-    node_of_context = {id(c): n for n, c in grid.contexts.items()}
     monkeypatch.setattr(
-        client,
-        "make_worker",
-        lambda ctx, defaults=None: StubWorker(NAMES[node_of_context[id(ctx)]]),
+        client, "make_worker", lambda ctx, defaults=None: StubWorker(NAMES[ctx.node_id])
     )
     sites = {n: SiteInfo(n, name, "A", True, 5, 5) for n, name in NAMES.items()}
     weights = [np.linspace(-1, 1, int(np.prod(s)), dtype=np.float32).reshape(s) for s in SHAPES]
@@ -152,3 +149,25 @@ def test_fewer_than_three_training_sites_are_refused_before_training(federation)
     with pytest.raises(SecureAggregationError, match="at least 3"):
         secure_train_round(grid, strategy, 1, weights, cfg)
     assert grid.sent == []  # no site trained
+
+
+def test_float16_transport_halves_what_a_site_uploads(federation) -> None:
+    """fed.update_dtype=float16 (a plain round): the sites' replies carry float16 arrays,
+    half the bytes of float32 in their audit logs; the mean is float32, within float16
+    rounding of the float32 round's."""
+    cfg, _, sites, _ = federation
+    weights = [np.linspace(-1, 1, 4000, dtype=np.float32)]  # large enough that .npy headers
+    means, sizes = {}, {}  # do not count
+    for dtype in ("float32", "float16"):
+        run_cfg = replace(cfg, out=str(Path(cfg.out).parent / dtype / "run"))
+        run_cfg = replace(run_cfg, fed=replace(run_cfg.fed, update_dtype=dtype))
+        grid = LocalGrid(run_cfg, NAMES)
+        _, strategy = _strategy(run_cfg, sites, "fedavg", {})
+        means[dtype], _ = train_round(grid, strategy, 1, weights, run_cfg)
+        entry = read_log(Path(grid.work("a")) / AUDIT_FILE)[-1]
+        assert {a["dtype"] for a in entry["arrays"]} == {dtype}
+        sizes[dtype] = sum(a["bytes"] for a in entry["arrays"])
+    assert all(m.dtype == np.float32 for m in means["float16"])
+    for a, b in zip(means["float32"], means["float16"], strict=True):
+        np.testing.assert_allclose(a, b, atol=2e-3)
+    assert sizes["float16"] < 0.55 * sizes["float32"]

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 
 from fedshift import policy
@@ -110,9 +110,24 @@ class Coordinated:
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Flower's aggregation over the replies in site-name order (the same summation
         order every run), each weighted by the weight the coordinator sets."""
-        ordered = self.screen(server_round, by_site(list(replies)))
+        ordered = self.screen(server_round, [self._as_sent(r) for r in by_site(list(replies))])
         set_fedavg_weights(ordered, self.weight_scale())
         return super().aggregate_train(server_round, ordered)  # type: ignore[misc]
+
+    def _as_sent(self, reply: Message) -> Message:
+        """``reply`` with its weights in the dtypes of the model sent (a site may send
+        float16, ``fed.update_dtype``): the mean is taken in the model's own precision."""
+        arrays = _arrays(reply)
+        if all(
+            k not in self.sent or np.dtype(a.dtype) == self.sent[k].dtype for k, a in arrays.items()
+        ):
+            return reply
+        cast = {
+            k: Array(a.numpy().astype(self.sent[k].dtype) if k in self.sent else a.numpy())
+            for k, a in arrays.items()
+        }
+        reply.content[keys.ARRAYS] = ArrayRecord(cast)
+        return reply
 
     def screen(self, server_round: int, replies: list[Message]) -> list[Message]:
         """The replies whose update may be averaged in; the others are logged, named in
