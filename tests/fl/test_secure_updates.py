@@ -2,7 +2,8 @@
 handlers and Flower messages, in one process (:class:`local_grid.LocalGrid`); the sites'
 training is a stand-in that returns fixed models. The secure round must give the model a
 plain round gives, let a site drop, refuse a site that claims another weight, and never
-hand the coordinator a site's weights; and a plain round's float16 transport (fed.update_dtype)."""
+hand the coordinator a site's weights. Also a plain round's float16 transport
+(fed.update_dtype)."""
 
 from __future__ import annotations
 
