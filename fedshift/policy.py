@@ -10,6 +10,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from fedshift.errors import FedShiftError
 from fedshift.runconfig import RunConfig, level_at_least
 
 #: the count a site's validation metrics carry (cases it was scored on)
@@ -76,3 +77,15 @@ def adapters(cfg: RunConfig, sites: Iterable[SiteStanding]) -> set[str]:
     if not cfg.aligns_embeddings:
         return set()
     return {s.name for s in sites if not s.labelled and level_at_least(s.level, "B")}
+
+
+def check_round_updates(cfg: RunConfig, rnd: int, accepted: int, expected: int) -> None:
+    """Raise unless round ``rnd`` has updates from at least ``fed.min_train_sites`` of the
+    ``expected`` training sites (the others failed, timed out or were refused): the run
+    then stops after the last checkpoint, to be resumed once the sites are back."""
+    if accepted < max(1, cfg.fed.min_train_sites):
+        raise FedShiftError(
+            f"round {rnd}: {accepted} of {expected} training sites returned an accepted update, "
+            f"fed.min_train_sites={cfg.fed.min_train_sites}; the run stops after round "
+            f"{rnd - 1}'s checkpoint (start the missing sites, then run again with resume=true)"
+        )

@@ -137,6 +137,12 @@ class FedConfig:
     min_sites: int = setting(
         0, "sites to wait for before starting; 0: as many as data.sites + data.target"
     )
+    min_train_sites: int = setting(
+        1,
+        "a training round is aggregated only when at least this many sites returned an "
+        "accepted update (the others failed, timed out or were refused); else the run stops "
+        "after the last checkpoint",
+    )
     timeout_s: float = setting(3600.0, "seconds to wait for the sites' replies in one round")
     node_wait_s: float = setting(300.0, "seconds to wait for the expected sites to connect")
     secure_stats: bool = setting(
@@ -228,6 +234,7 @@ class FedConfig:
         )
         one_of("fed.train_level", self.train_level, LEVELS)
         check(self.min_sites >= 0, "fed.min_sites", self.min_sites, "an integer >= 0")
+        check(self.min_train_sites >= 1, "fed.min_train_sites", self.min_train_sites, ">= 1")
         _positive("fed.timeout_s", self.timeout_s)
         _positive("fed.node_wait_s", self.node_wait_s)
         check(

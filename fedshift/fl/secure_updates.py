@@ -27,6 +27,7 @@ import secrets
 import numpy as np
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
 
+from fedshift import policy
 from fedshift.errors import SecureAggregationError
 from fedshift.fl import keys
 from fedshift.fl.grid import send
@@ -66,6 +67,7 @@ def secure_train_round(
     agg = AggregatorSession(round_id, secagg)
     deliver_keys({r.metadata.src_node_id: r.content for r in replies}, agg)
     result = finish_secure_sum(grid, agg, cfg.fed.timeout_s)
+    policy.check_round_updates(cfg, rnd, len(result.sites), len(planned))
     cases = {r.metadata.src_node_id: reply_metrics(r.content)[keys.NUM_EXAMPLES] for r in replies}
     expected = sum(cases[n] * scale.get(n, 1.0) for n in result.sites)
     mean, total = weighted_mean(result.total, weights)

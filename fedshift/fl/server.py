@@ -80,9 +80,10 @@ def train_round(
     sites train, the strategy aggregates. Returns the new weights and site -> metrics
     (with the FedAvg weight the coordinator set, and ``refused`` = 1 for a site whose
     update the strategy left out)."""
-    messages = strategy.configure_train(rnd, to_arrays(weights), ConfigRecord({}), grid)
+    messages = list(strategy.configure_train(rnd, to_arrays(weights), ConfigRecord({}), grid))
     replies = send(grid, messages, cfg.fed.timeout_s, f"train round {rnd}")
     arrays, _ = strategy.aggregate_train(rnd, replies)
+    policy.check_round_updates(cfg, rnd, len(replies) - len(strategy.refused), len(messages))
     if arrays is None:
         raise FedShiftError(f"round {rnd}: no site returned a model update that was accepted")
     metrics = {reply_site(r.content): reply_metrics(r.content) for r in replies}

@@ -15,7 +15,7 @@ import pytest
 from local_grid import LocalGrid
 
 from fedshift.audit import AUDIT_FILE, read_log, summarise
-from fedshift.errors import SecureAggregationError
+from fedshift.errors import FedShiftError, SecureAggregationError
 from fedshift.fl import client, client_secure, keys
 from fedshift.fl.grid import SiteInfo
 from fedshift.fl.secure_updates import secure_train_round
@@ -172,3 +172,23 @@ def test_float16_transport_halves_what_a_site_uploads(federation) -> None:
     for a, b in zip(means["float32"], means["float16"], strict=True):
         np.testing.assert_allclose(a, b, atol=2e-3)
     assert sizes["float16"] < 0.55 * sizes["float32"]
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_a_round_completes_without_a_missing_site_down_to_the_minimum(federation, secure) -> None:
+    """A site that never answers its train message: the round waits fed.timeout_s, then
+    aggregates the others; below fed.min_train_sites it stops the run instead."""
+    cfg, grid, sites, weights = federation
+    gone = next(n for n, s in NAMES.items() if s == "d")
+    grid.drop.add((keys.TRAIN, gone))
+    train = secure_train_round if secure else train_round
+    cfg, strategy = _strategy(cfg, sites, "fedavg", {})
+    new, metrics = train(grid, strategy, 1, weights, cfg)
+    assert set(metrics) == {"a", "b", "c"}
+    kept = ["a", "b", "c"]
+    mean = sum(CASES[s] * site_model(s, weights, 1)[0] for s in kept) / sum(CASES[s] for s in kept)
+    np.testing.assert_allclose(new[0], mean, atol=1e-6)
+    strict = replace(cfg, fed=replace(cfg.fed, min_train_sites=4))
+    _, strategy = _strategy(strict, sites, "fedavg", {})
+    with pytest.raises(FedShiftError, match="3 of 4 training sites.*min_train_sites=4"):
+        train(grid, strategy, 1, weights, strict)
