@@ -185,6 +185,14 @@ def test_loopback_deployment(tmp_path: Path) -> None:
             with np.load(tmp_path / "work" / name / "shift" / "local.npz") as local:
                 counts = [c for c in local["vector"][INTENSITY] if c > 0]
             assert len(counts) >= 5 and not holds_sequence(coordinator_text, counts), name
+        # each SuperNode logged every message it sent, in its own work folder
+        from fedshift.audit import find_logs, read_log, summarise
+
+        for name in ENROLLED:
+            (site, log), *_ = find_logs(tmp_path / "work" / name).items()
+            audit = summarise(read_log(log))
+            assert site == name and not audit.image_like and audit.errors == 0
+            assert audit.messages["train"] == 1 and audit.messages["query.secagg_masked"] == 2
         # the last message: every enrolled site keeps the final model and segments with it
         from fedshift.bundle import load_bundle
         from fedshift.inference.predict import predict_inputs
