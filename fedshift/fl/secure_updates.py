@@ -26,6 +26,7 @@ import secrets
 
 import numpy as np
 from flwr.app import ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.serverapp import Grid
 
 from fedshift import policy
 from fedshift.errors import SecureAggregationError
@@ -45,7 +46,7 @@ SUM_SITE = "secure-sum"
 
 
 def secure_train_round(
-    grid, strategy: Coordinated, rnd: int, weights: list[np.ndarray], cfg: RunConfig
+    grid: Grid, strategy: Coordinated, rnd: int, weights: list[np.ndarray], cfg: RunConfig
 ) -> tuple[list[np.ndarray], dict[str, dict[str, float]]]:
     """:func:`fedshift.fl.server.train_round` with the updates securely aggregated: the
     new global weights and site -> training metrics.
