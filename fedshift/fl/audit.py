@@ -12,13 +12,16 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp.typing import ClientAppCallable, Mod
 from flwr.common import serde
 
 from fedshift.audit import append_entry
 from fedshift.fl import keys
 from fedshift.fl.node import node_site
+
+#: context.state key: this node's site name and work folder (node-local, never sent)
+STATE_AUDIT = "fedshift.audit-site"
 
 
 def describe(content: RecordDict) -> dict[str, Any]:
@@ -66,12 +69,21 @@ def make_audit_mod(defaults: Mapping[str, Any] | None = None) -> Mod:
     run config, to find the site's work folder as its handlers do)."""
     from fedshift.site.folders import site_work_dir
 
+    def site_folders(context: Context) -> tuple[str, str]:
+        """(site name, work folder), found once per node and kept in its local state."""
+        if STATE_AUDIT not in context.state.config_records:
+            cfg, data, work = node_site(context, defaults)
+            folder = str(site_work_dir(cfg, data, work))
+            context.state[STATE_AUDIT] = ConfigRecord({"site": data.resolve().name, "work": folder})
+        kept = context.state.config_records[STATE_AUDIT]
+        return str(kept["site"]), str(kept["work"])
+
     def audit(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
         reply = call_next(msg, context)
-        cfg, data, work = node_site(context, defaults)
+        site, work_dir = site_folders(context)
         entry = {
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "site": data.resolve().name,
+            "site": site,
             "message_type": msg.metadata.message_type,
             "group": _group(msg),
             "round": _round(msg),
@@ -80,7 +92,7 @@ def make_audit_mod(defaults: Mapping[str, Any] | None = None) -> Mod:
             "error": reply.error.reason if reply.has_error() else None,
             **describe(reply.content if reply.has_content() else RecordDict()),
         }
-        append_entry(site_work_dir(cfg, data, work), entry)
+        append_entry(work_dir, entry)
         return reply
 
     return audit

@@ -69,7 +69,10 @@ def secure_train_round(
     deliver_keys({r.metadata.src_node_id: r.content for r in replies}, agg)
     result = finish_secure_sum(grid, agg, cfg.fed.timeout_s)
     policy.check_round_updates(cfg, rnd, len(result.sites), len(planned))
-    cases = {r.metadata.src_node_id: reply_metrics(r.content)[keys.NUM_EXAMPLES] for r in replies}
+    reported = {
+        r.metadata.src_node_id: (reply_site(r.content), reply_metrics(r.content)) for r in replies
+    }
+    cases = {node: m[keys.NUM_EXAMPLES] for node, (_, m) in reported.items()}
     expected = sum(cases[n] * scale.get(n, 1.0) for n in result.sites)
     mean, total = weighted_mean(result.total, weights)
     tolerance = len(result.sites) * 2.0**-secagg.frac_bits + 1e-9
@@ -84,11 +87,11 @@ def secure_train_round(
     arrays, _ = strategy.aggregate_train(rnd, [_mean_reply(mean, total)])
     if arrays is None:
         raise SecureAggregationError(f"round {rnd}: the aggregator refused the secure mean")
-    metrics = {}
-    for r in replies:  # as a plain round records them: with the weight the coordinator set
-        node, values = r.metadata.src_node_id, reply_metrics(r.content)
-        values[keys.FEDAVG_WEIGHT] = cases[node] * scale.get(node, 1.0)
-        metrics[reply_site(r.content)] = values
+    # as a plain round records them: with the weight the coordinator set
+    metrics = {
+        site: {**values, keys.FEDAVG_WEIGHT: cases[node] * scale.get(node, 1.0)}
+        for node, (site, values) in reported.items()
+    }
     return from_arrays(arrays), metrics
 
 

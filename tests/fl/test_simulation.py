@@ -61,12 +61,18 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp
 
 
-@pytest.fixture(scope="module")
-def uninterrupted(work: Path) -> dict:
-    out = work / "full"
-    proc = simulate(overrides(work, out))
+def finished_run(work: Path, name: str, *extra: str) -> dict:
+    """``fedshift simulate`` of the tiny federation into ``work/name`` (``extra``: more
+    settings), which must succeed; its metrics.json."""
+    out = work / name
+    proc = simulate([*overrides(work, out), *extra])
     assert proc.wait(timeout=900) == 0
     return json.loads((out / "metrics.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(work: Path) -> dict:
+    return finished_run(work, "full")
 
 
 def test_metrics_contract(uninterrupted: dict, work: Path) -> None:
@@ -95,8 +101,7 @@ def test_the_run_ends_with_the_model_at_the_coordinator_and_every_site(
 
     out = work / "full"
     package = load_bundle(out / "model")
-    with np.load(out / "checkpoints" / "round_002.npz") as last:
-        final = [last[f"arr_{i}"] for i in range(len(last.files))]
+    final = _weights(out, 2)
     for ours, theirs in zip(get_weights(package.network), final, strict=True):
         np.testing.assert_array_equal(ours, theirs)
     assert package.threshold == pytest.approx(uninterrupted["final"]["target_threshold"])
@@ -111,10 +116,7 @@ def test_the_run_ends_with_the_model_at_the_coordinator_and_every_site(
 
 @pytest.fixture(scope="module")
 def uninterrupted_fedadam(work: Path) -> dict:
-    out = work / "full-fedadam"
-    proc = simulate([*overrides(work, out), "fed.aggregator=fedadam"])
-    assert proc.wait(timeout=900) == 0
-    return json.loads((out / "metrics.json").read_text())
+    return finished_run(work, "full-fedadam", "fed.aggregator=fedadam")
 
 
 @pytest.mark.parametrize("aggregator", ["fedavg", "fedadam"])
@@ -161,10 +163,7 @@ def test_killed_run_resumes_with_same_result(
 
 @pytest.fixture(scope="module")
 def secure_updates(work: Path) -> dict:
-    out = work / "secure-updates"
-    proc = simulate([*overrides(work, out), "fed.secure_updates=true"])
-    assert proc.wait(timeout=900) == 0
-    return json.loads((out / "metrics.json").read_text())
+    return finished_run(work, "secure-updates", "fed.secure_updates=true")
 
 
 def test_secure_updates_end_with_the_plain_runs_model(

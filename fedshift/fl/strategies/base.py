@@ -45,11 +45,11 @@ def _arrays(reply: Message) -> ArrayRecord:
     return reply.content.array_records[keys.ARRAYS]
 
 
-def _update_norm(arrays: ArrayRecord, sent: Mapping[str, np.ndarray]) -> float:
+def _update_norm(model: Mapping[str, np.ndarray], sent: Mapping[str, np.ndarray]) -> float:
     """The L2 norm of a site's model minus the model it was sent, over all weights."""
     total = 0.0
-    for key, array in arrays.items():
-        diff = array.numpy().astype(np.float64) - sent[key]
+    for key, weights in model.items():
+        diff = weights.astype(np.float64) - sent[key]
         total += float(np.dot(diff.ravel(), diff.ravel()))
     return float(np.sqrt(total))
 
@@ -117,17 +117,21 @@ class Coordinated:
     def _as_sent(self, reply: Message) -> Message:
         """``reply`` with its weights in the dtypes of the model sent (a site may send
         float16, ``fed.update_dtype``): the mean is taken in the model's own precision."""
-        arrays = _arrays(reply)
-        if all(
-            k not in self.sent or np.dtype(a.dtype) == self.sent[k].dtype for k, a in arrays.items()
-        ):
-            return reply
-        cast = {
-            k: Array(a.numpy().astype(self.sent[k].dtype) if k in self.sent else a.numpy())
-            for k, a in arrays.items()
-        }
-        reply.content[keys.ARRAYS] = ArrayRecord(cast)
+        reply.content[keys.ARRAYS] = self.in_sent_dtypes(_arrays(reply))
         return reply
+
+    def in_sent_dtypes(self, arrays: ArrayRecord) -> ArrayRecord:
+        """``arrays`` in the dtypes of the model the round sent (as they are where they
+        match, or where the round sent no array of that name)."""
+        sent = self.sent
+        if all(k not in sent or np.dtype(a.dtype) == sent[k].dtype for k, a in arrays.items()):
+            return arrays
+        return ArrayRecord(
+            {
+                k: Array(a.numpy().astype(sent[k].dtype) if k in sent else a.numpy())
+                for k, a in arrays.items()
+            }
+        )
 
     def screen(self, server_round: int, replies: list[Message]) -> list[Message]:
         """The replies whose update may be averaged in; the others are logged, named in
@@ -135,16 +139,18 @@ class Coordinated:
         least three replies) an update ``x_site - x_sent`` whose L2 norm exceeds
         ``fed.update_norm_limit`` times the round's median."""
         self.refused = {}
-        finite = []
+        finite, models = [], []
         for reply in replies:
-            if all(np.isfinite(a.numpy()).all() for a in _arrays(reply).values()):
+            model = {k: a.numpy() for k, a in _arrays(reply).items()}
+            if all(np.isfinite(w).all() for w in model.values()):
                 finite.append(reply)
+                models.append(model)
             else:
                 self.refused[reply_site(reply.content)] = "NaN or infinite weights"
         limit = self.cfg.fed.update_norm_limit
         kept = finite
         if limit > 0 and len(finite) >= 3 and self.sent:
-            norms = [_update_norm(_arrays(r), self.sent) for r in finite]
+            norms = [_update_norm(m, self.sent) for m in models]
             median = float(np.median(norms))
             kept = []
             for reply, norm in zip(finite, norms, strict=True):

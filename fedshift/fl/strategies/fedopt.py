@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, Message, MetricRecord
 
 from fedshift.errors import FedShiftError
 from fedshift.fl.strategies.base import Coordinated
@@ -52,11 +52,7 @@ class ServerOptimiser(Coordinated):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         arrays, metrics = super().aggregate_train(server_round, replies)
-        sent = self.current_arrays  # type: ignore[attr-defined]
-        if arrays is None or sent is None:
-            return arrays, metrics
-        cast = {k: Array(np.asarray(a.numpy(), dtype=sent[k].dtype)) for k, a in arrays.items()}
-        return ArrayRecord(cast), metrics
+        return (None if arrays is None else self.in_sent_dtypes(arrays)), metrics
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         """``m_t.KEY`` and ``v_t.KEY`` for every weight array; empty before round 1."""

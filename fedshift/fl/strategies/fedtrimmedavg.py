@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import numpy as np
-from flwr.app import Array, ArrayRecord, Message, MetricRecord
+from flwr.app import ArrayRecord, Message, MetricRecord
 from flwr.serverapp import strategy as flwr_strategy
 
 from fedshift.fl.grid import SiteInfo
@@ -27,14 +26,8 @@ class FedTrimmedAvg(Coordinated, flwr_strategy.FedTrimmedAvg):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Flower's trimmed mean, in the dtype the weights were sent in."""
-        replies = list(replies)
-        first = replies[0].content.array_records[self.arrayrecord_key] if replies else {}
-        dtypes = {k: a.dtype for k, a in first.items()}
         arrays, metrics = super().aggregate_train(server_round, replies)
-        if arrays is None:
-            return arrays, metrics
-        cast = {k: Array(np.asarray(a.numpy(), dtype=dtypes.get(k))) for k, a in arrays.items()}
-        return ArrayRecord(cast), metrics
+        return (None if arrays is None else self.in_sent_dtypes(arrays)), metrics
 
 
 def make(cfg: RunConfig, sites: Mapping[int, SiteInfo]) -> FedTrimmedAvg:
