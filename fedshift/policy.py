@@ -79,6 +79,14 @@ def adapters(cfg: RunConfig, sites: Iterable[SiteStanding]) -> set[str]:
     return {s.name for s in sites if not s.labelled and level_at_least(s.level, "B")}
 
 
+def fedavg_weight(cases: float, factor: float, uniform: bool) -> float:
+    """What FedAvg weighs a site's update by: its training ``cases`` times the ``factor``
+    the coordinator sets (1, or ``fed.unlabelled_weight`` at a site without labels); with
+    ``uniform`` (differential privacy: every site's clipped update must count the same for
+    the noise to cover it) the factor alone."""
+    return float(factor) if uniform else float(cases) * float(factor)
+
+
 def check_round_updates(cfg: RunConfig, rnd: int, accepted: int, expected: int) -> None:
     """Raise unless round ``rnd`` has updates from at least ``fed.min_train_sites`` of the
     ``expected`` training sites (the others failed, timed out or were refused): the run

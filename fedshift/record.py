@@ -13,7 +13,8 @@ One contract, documented here; :class:`fedshift.runstate.RunFolder` is the only 
                "note": "..."},                                          # baselines only
      "readiness": {SITE: {"level": "A", "n_cases": 8, "n_usable": 8, "trains": true}},
      "timing": {"serverapp_s": ..., ...},
-     "federation": {"statistics": [{...sums only...}], "diagnosis": {SITE: {...}}}}
+     "federation": {"statistics": [{...sums only...}], "diagnosis": {SITE: {...}}},
+     "privacy": {"epsilon": 7.9, "delta": 1e-05, "releases": 5, ...}}  # fed.dp_epsilon only
 
 A site's metrics are ``name -> number``; a metric that could not be computed (NaN) is
 ``null`` in the file and ``None`` here. ``RUN/diagnosis.json`` (:class:`DiagnosisRecord`):
@@ -151,6 +152,29 @@ class FederationRecord:
 
 
 @dataclass
+class PrivacyRecord:
+    """Differential privacy spent so far (``fed.dp_epsilon``): ``epsilon`` at ``delta``
+    after ``releases`` noised means, each site's update clipped to ``clip_norm`` and the
+    noise's standard deviation ``noise_multiplier * clip_norm / sites`` per weight;
+    ``accountant`` names the method. Covers the model updates only, not the scalar
+    metrics the sites report."""
+
+    epsilon: float
+    delta: float
+    releases: int
+    noise_multiplier: float
+    clip_norm: float
+    accountant: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> PrivacyRecord:
+        return cls(**raw)
+
+
+@dataclass
 class RunRecord:
     """``metrics.json``: the rounds so far, the final evaluation once there is one, the
     sites' readiness answers, timings and the statistics rounds' summaries."""
@@ -160,6 +184,7 @@ class RunRecord:
     readiness: dict[str, SiteReadiness] = field(default_factory=dict)
     timing: dict[str, float] = field(default_factory=dict)
     federation: FederationRecord = field(default_factory=FederationRecord)
+    privacy: PrivacyRecord | None = None
 
     def to_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -170,6 +195,8 @@ class RunRecord:
         }
         if self.federation:
             body["federation"] = self.federation.to_json()
+        if self.privacy:
+            body["privacy"] = self.privacy.to_json()
         return body
 
     @classmethod
@@ -180,6 +207,7 @@ class RunRecord:
             {k: SiteReadiness.from_json(v) for k, v in raw.get("readiness", {}).items()},
             dict(raw.get("timing", {})),
             FederationRecord.from_json(raw.get("federation", {})),
+            PrivacyRecord.from_json(raw["privacy"]) if raw.get("privacy") else None,
         )
 
     @classmethod

@@ -162,6 +162,19 @@ class FedConfig:
         "bytes a site uploads per round (the coordinator averages in float32; not with "
         "fed.secure_updates, whose masked values are 64-bit)",
     )
+    dp_epsilon: float = setting(
+        0.0,
+        "site-level differential privacy (fedavg only): the epsilon the whole run may spend "
+        "at fed.dp_delta; each site clips its update to fed.dp_clip_norm, the sites weigh "
+        "equally, and the coordinator adds Gaussian noise to their mean, the noise set so that "
+        "fed.rounds releases spend this (Flower's RDP accountant). 0: off",
+    )
+    dp_delta: float = setting(1e-5, "differential privacy's delta (with fed.dp_epsilon)")
+    dp_clip_norm: float = setting(
+        5.0,
+        "with fed.dp_epsilon: the L2 norm each site's update (its trained model minus the "
+        "model it was sent) is clipped to before it leaves the site",
+    )
     stats_every_round: bool = setting(False, "also a statistics round between every two rounds")
     align_intensity: bool = setting(
         False,
@@ -225,6 +238,16 @@ class FedConfig:
             "elements whatever the weights' dtype)",
         )
         _non_negative("fed.update_norm_limit", self.update_norm_limit)
+        _non_negative("fed.dp_epsilon", self.dp_epsilon)
+        check(0 < self.dp_delta < 1, "fed.dp_delta", self.dp_delta, "a number in (0, 1)")
+        _positive("fed.dp_clip_norm", self.dp_clip_norm)
+        check(
+            self.dp_epsilon == 0 or self.aggregator == "fedavg",
+            "fed.dp_epsilon",
+            self.dp_epsilon,
+            f"0 with fed.aggregator={self.aggregator} (differential privacy noises FedAvg's "
+            "mean; a server optimiser or trimmed mean would need its own accounting)",
+        )
         check(
             not (self.secure_updates and self.aggregator == "fedtrimmedavg"),
             "fed.secure_updates",

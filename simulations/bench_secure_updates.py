@@ -1,5 +1,7 @@
 """What a change to the update costs against the plain run (issue 23): secure updates
-(``fed.secure_updates=true``), the float16 upload (``fed.update_dtype=float16``), or two
+(``fed.secure_updates=true``), the float16 upload (``fed.update_dtype=float16``),
+site-level differential privacy at epsilon 8 or 1 (``fed.dp_epsilon``, delta and clip
+norm at their defaults, the budget spread over the run's rounds), or two
 torch threads per site instead of one (``simulation.cpus_per_site=2``: nothing about the
 update changes, only the order of float sums inside training, so its Dice difference is
 the floor that any other arm's difference is compared with). Same seed, default scenario
@@ -33,6 +35,8 @@ ARMS = {
     "secure": ["fed.secure_updates=true"],
     "float16": ["fed.update_dtype=float16"],
     "threads2": ["simulation.cpus_per_site=2"],
+    "dp8": ["fed.dp_epsilon=8"],
+    "dp1": ["fed.dp_epsilon=1"],
 }
 
 

@@ -52,22 +52,28 @@ def handle_train(
 ) -> Message:
     worker = make_worker(context, defaults)
     config: ConfigRecord = msg.content.config_records[keys.CONFIG]
+    sent = from_arrays(msg.content.array_records[keys.ARRAYS])
     outcome = worker.train(
-        from_arrays(msg.content.array_records[keys.ARRAYS]),
+        sent,
         server_round=int(config[keys.SERVER_ROUND]),
         proximal_mu=float(config.get(keys.PROXIMAL_MU, 0.0)),
         threshold=float(config[keys.THRESHOLD]) if keys.THRESHOLD in config else None,
         align=bool(config.get(keys.ALIGN, True)),
     )
     metrics = metrics_record(outcome.metrics, outcome.num_examples)
+    weights = outcome.weights
+    if keys.CLIP_NORM in config:  # fed.dp_epsilon: the update leaves clipped
+        from fedshift.fl.privacy import clip_update
+
+        weights = clip_update(weights, sent, float(config[keys.CLIP_NORM]))
     if keys.ROUND_ID in config:  # fed.secure_updates: the weights leave only masked
         from fedshift.fl.client_secure import masked_update_reply
 
-        return masked_update_reply(msg, context, outcome.weights, metrics, worker.name, defaults)
+        return masked_update_reply(msg, context, weights, metrics, worker.name, defaults)
     dtype = run_config(context, defaults).fed.update_dtype
     content = RecordDict(
         {
-            keys.ARRAYS: to_arrays([_as_update(w, dtype) for w in outcome.weights]),
+            keys.ARRAYS: to_arrays([_as_update(w, dtype) for w in weights]),
             keys.METRICS: metrics,
             keys.SITE: site_record(worker.name),
         }

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 
+from fedshift import policy
 from fedshift.errors import SecureAggregationError
 from fedshift.fl import keys
 from fedshift.fl.records import from_arrays, run_config, site_record
@@ -143,7 +144,8 @@ def masked_update_reply(
     (scalars), the site's name and its public keys, no array. Steps 1-3 are the handlers
     below, as for statistics."""
     config = msg.content.config_records[keys.CONFIG]
-    weight = float(metrics[keys.NUM_EXAMPLES]) * float(config[keys.FEDAVG_SCALE])
+    uniform = keys.CLIP_NORM in config  # differential privacy: every site counts the same
+    weight = policy.fedavg_weight(metrics[keys.NUM_EXAMPLES], config[keys.FEDAVG_SCALE], uniform)
     vector = update_vector(weights, weight)
     secagg = run_config(context, defaults).fed.secagg()
     reply = _reply(msg, _open_session(context, str(config[keys.ROUND_ID]), vector, secagg))

@@ -24,12 +24,17 @@ BURES = "bures"  # evaluate: apply the site's Bures-Wasserstein map before the h
 # train, fed.secure_updates: the site multiplies its cases by this for its FedAvg weight
 # (masked with its update; the message also carries ROUND_ID, the secure round's name)
 FEDAVG_SCALE = "fedavg-scale"
+# train, fed.dp_epsilon: the site clips its update to this L2 norm and weighs itself
+# uniformly (fedshift.fl.privacy)
+CLIP_NORM = "dp-clip-norm"
 
 # metric and site keys the sites send
 NUM_EXAMPLES = "num-examples"  # training cases
 # metric key the coordinator adds to each training reply: what FedAvg weights by (the
 # training cases, times fed.unlabelled_weight at a site without labels)
 FEDAVG_WEIGHT = "fedavg-weight"
+# metric key of the one reply that carries a secure mean: how many sites it sums
+SUMMED_SITES = "summed-sites"
 SITE_NAME = "name"
 LEVEL = "level"
 N_CASES = "n-cases"

@@ -73,7 +73,8 @@ def secure_train_round(
         r.metadata.src_node_id: (reply_site(r.content), reply_metrics(r.content)) for r in replies
     }
     cases = {node: m[keys.NUM_EXAMPLES] for node, (_, m) in reported.items()}
-    expected = sum(cases[n] * scale.get(n, 1.0) for n in result.sites)
+    uniform = strategy.dp is not None
+    expected = sum(policy.fedavg_weight(cases[n], scale.get(n, 1.0), uniform) for n in result.sites)
     mean, total = weighted_mean(result.total, weights)
     tolerance = len(result.sites) * 2.0**-secagg.frac_bits + 1e-9
     if not np.isfinite(total) or abs(total - expected) > tolerance or total <= 0:
@@ -84,12 +85,15 @@ def secure_train_round(
         )
     if result.dropped:
         log.warning("round %d: %d site(s) dropped after sharing keys", rnd, len(result.dropped))
-    arrays, _ = strategy.aggregate_train(rnd, [_mean_reply(mean, total)])
+    arrays, _ = strategy.aggregate_train(rnd, [_mean_reply(mean, total, len(result.sites))])
     if arrays is None:
         raise SecureAggregationError(f"round {rnd}: the aggregator refused the secure mean")
     # as a plain round records them: with the weight the coordinator set
     metrics = {
-        site: {**values, keys.FEDAVG_WEIGHT: cases[node] * scale.get(node, 1.0)}
+        site: {
+            **values,
+            keys.FEDAVG_WEIGHT: policy.fedavg_weight(cases[node], scale.get(node, 1.0), uniform),
+        }
         for node, (site, values) in reported.items()
     }
     return from_arrays(arrays), metrics
@@ -117,12 +121,13 @@ def _with_scale(msg: Message, factor: float) -> Message:
     return Message(record, dst_node_id=msg.metadata.dst_node_id, message_type=keys.TRAIN)
 
 
-def _mean_reply(mean: list[np.ndarray], total_weight: float) -> Message:
-    """The secure mean as the one reply an aggregator averages (weight: the total)."""
+def _mean_reply(mean: list[np.ndarray], total_weight: float, sites: int) -> Message:
+    """The secure mean as the one reply an aggregator averages (weight: the total; it
+    names how many sites it sums, which differential privacy's noise needs)."""
     content = RecordDict(
         {
             keys.ARRAYS: to_arrays(mean),
-            keys.METRICS: MetricRecord({keys.NUM_EXAMPLES: total_weight}),
+            keys.METRICS: MetricRecord({keys.NUM_EXAMPLES: total_weight, keys.SUMMED_SITES: sites}),
             keys.SITE: site_record(SUM_SITE),
         }
     )

@@ -191,6 +191,8 @@ def record_sites(state: RunState, sites: dict[int, SiteInfo], strategy: Coordina
     if state.record.rounds:
         strategy.observe_validation(state.record.last_validation())
     strategy.load_state(state.strategy_state)
+    if strategy.dp is not None:  # each checkpointed round released one noised mean
+        strategy.dp.releases = state.last_round
 
 
 def run_round(
@@ -217,6 +219,14 @@ def run_round(
     train = secure_train_round if cfg.fed.secure_updates else train_round
     state.weights, train_metrics = train(grid, strategy, rnd, state.weights, cfg)
     state.strategy_state = strategy.state_arrays()
+    if strategy.dp is not None:
+        state.record.privacy = strategy.dp.record()
+        log.info(
+            "round %d: differential privacy spent epsilon %.3g at delta %g",
+            rnd,
+            state.record.privacy.epsilon,
+            state.record.privacy.delta,
+        )
     t1 = time.perf_counter()
     val = evaluate_round(grid, sites, state.weights, "val", None, cfg.fed.timeout_s)
     strategy.observe_validation(val)

@@ -13,52 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 from local_grid import LocalGrid
+from stub_federation import CASES, NAMES, make_federation, site_model
 
 from fedshift.audit import AUDIT_FILE, read_log, summarise
 from fedshift.errors import FedShiftError, SecureAggregationError
-from fedshift.fl import client, client_secure, keys
-from fedshift.fl.grid import SiteInfo
+from fedshift.fl import client_secure, keys
 from fedshift.fl.secure_updates import secure_train_round
 from fedshift.fl.server import train_round
 from fedshift.fl.strategies import make_strategy
 from fedshift.runconfig import RunConfig
-from fedshift.site.worker import TrainOutcome
 
 pytestmark = pytest.mark.usefixtures("task_identity")  # Messages need an identity
-
-NAMES = {2**64 - 11: "a", 5: "b", 2**40: "c", 17: "d"}
-CASES = {"a": 4, "b": 2, "c": 3, "d": 5}
-SHAPES = [(3, 2, 2), (5,)]
-
-
-def site_model(name: str, weights: list[np.ndarray], server_round: int) -> list[np.ndarray]:
-    """What site ``name`` trains from ``weights`` in a round (a fixed, site-own step)."""
-    rng = np.random.default_rng(sum(map(ord, name)) + 100 * server_round)
-    return [(w + rng.normal(0, 0.05, w.shape)).astype(w.dtype) for w in weights]
-
-
-class StubWorker:
-    """Stands in for a site's worker: :func:`site_model`, its case count, no data."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def train(self, weights, server_round, proximal_mu=0.0, threshold=None, align=True):
-        models = site_model(self.name, weights, server_round)
-        return TrainOutcome(models, CASES[self.name], {"loss": 0.1 * len(self.name)})
 
 
 @pytest.fixture
 def federation(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    fed = replace(RunConfig().fed, timeout_s=0.5)  # a dropped site is waited for this long
-    cfg = replace(RunConfig(), out=str(tmp_path / "run"), fed=fed)
-    grid = LocalGrid(cfg, NAMES)
-    monkeypatch.setattr(
-        client, "make_worker", lambda ctx, defaults=None: StubWorker(NAMES[ctx.node_id])
-    )
-    sites = {n: SiteInfo(n, name, "A", True, 5, 5) for n, name in NAMES.items()}
-    weights = [np.linspace(-1, 1, int(np.prod(s)), dtype=np.float32).reshape(s) for s in SHAPES]
-    return cfg, grid, sites, weights
+    return make_federation(monkeypatch, tmp_path)
 
 
 def _strategy(cfg: RunConfig, sites, aggregator: str, scale: dict[int, float]):

@@ -25,20 +25,26 @@ from fedshift import policy
 from fedshift.errors import FedShiftError
 from fedshift.fl import keys
 from fedshift.fl.grid import SiteInfo, by_site
-from fedshift.fl.records import reply_site
+from fedshift.fl.privacy import SiteLevelDP
+from fedshift.fl.records import from_arrays, reply_site, to_arrays
 from fedshift.runconfig import RunConfig
 
 log = logging.getLogger("fedshift.coordinator")
 
 
-def set_fedavg_weights(replies: Iterable[Message], scale: Mapping[int, float]) -> None:
-    """Write the weight FedAvg averages each reply's update with (``keys.FEDAVG_WEIGHT``):
-    the site's training cases times ``scale`` of its node (1 where absent). The coordinator
-    sets it, so a site cannot choose its own weight beyond its case count."""
+def set_fedavg_weights(
+    replies: Iterable[Message], scale: Mapping[int, float], uniform: bool = False
+) -> None:
+    """Write the weight FedAvg averages each reply's update with (``keys.FEDAVG_WEIGHT``,
+    :func:`fedshift.policy.fedavg_weight`): the site's training cases times ``scale`` of
+    its node (1 where absent), or 1 each when ``uniform``. The coordinator sets it, so a
+    site cannot choose its own weight beyond its case count."""
     for reply in replies:
         metrics = reply.content.metric_records[keys.METRICS]
         factor = scale.get(reply.metadata.src_node_id, 1.0)
-        metrics[keys.FEDAVG_WEIGHT] = float(metrics[keys.NUM_EXAMPLES]) * factor
+        metrics[keys.FEDAVG_WEIGHT] = policy.fedavg_weight(
+            metrics[keys.NUM_EXAMPLES], factor, uniform
+        )
 
 
 def _arrays(reply: Message) -> ArrayRecord:
@@ -84,6 +90,8 @@ class Coordinated:
         self.aligned = False  # whether the last configured round aligns
         self.sent: dict[str, np.ndarray] = {}  # the model the last round sent
         self.refused: dict[str, str] = {}  # site -> why its last update was left out
+        # fed.dp_epsilon: clipped updates, uniform weights, a noised mean
+        self.dp = SiteLevelDP(cfg.fed, n) if cfg.fed.dp_epsilon > 0 else None
 
     def observe_validation(self, val: Mapping[str, Mapping[str, float]]) -> None:
         """The last round's validation metrics (site -> metrics): they decide the next
@@ -98,6 +106,8 @@ class Coordinated:
         the sites without labels too when the round aligns."""
         self.aligned = policy.aligns(self.cfg, server_round, self.val_dice)
         config[keys.ALIGN] = self.aligned
+        if self.dp is not None:
+            config[keys.CLIP_NORM] = float(self.dp.clip_norm)
         if self.threshold is not None:
             config[keys.THRESHOLD] = float(self.threshold)
         nodes = self.trainer_nodes | (self.adapter_nodes if self.aligned else set())
@@ -109,10 +119,18 @@ class Coordinated:
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """Flower's aggregation over the replies in site-name order (the same summation
-        order every run), each weighted by the weight the coordinator sets."""
+        order every run), each weighted by the weight the coordinator sets; with
+        differential privacy the mean is noised (:class:`~fedshift.fl.privacy.SiteLevelDP`)."""
         ordered = self.screen(server_round, [self._as_sent(r) for r in by_site(list(replies))])
-        set_fedavg_weights(ordered, self.weight_scale())
-        return super().aggregate_train(server_round, ordered)  # type: ignore[misc]
+        set_fedavg_weights(ordered, self.weight_scale(), uniform=self.dp is not None)
+        arrays, metrics = super().aggregate_train(server_round, ordered)  # type: ignore[misc]
+        if self.dp is not None and arrays is not None:
+            summed = sum(
+                int(r.content.metric_records[keys.METRICS].get(keys.SUMMED_SITES, 1))
+                for r in ordered
+            )
+            arrays = to_arrays(self.dp.noised(from_arrays(arrays), summed))
+        return arrays, metrics
 
     def _as_sent(self, reply: Message) -> Message:
         """``reply`` with its weights in the dtypes of the model sent (a site may send
@@ -166,7 +184,10 @@ class Coordinated:
 
     def weight_scale(self) -> dict[int, float]:
         """node -> the factor of its case count in its FedAvg weight, where not 1: a site
-        without labels counts ``fed.unlabelled_weight`` per case."""
+        without labels counts ``fed.unlabelled_weight`` per case (with differential privacy
+        every site counts 1, whatever its cases)."""
+        if self.dp is not None:
+            return {}
         return {n: self.cfg.fed.unlabelled_weight for n in self.adapter_nodes}
 
     def state_arrays(self) -> dict[str, np.ndarray]:
