@@ -87,6 +87,27 @@ def fedavg_weight(cases: float, factor: float, uniform: bool) -> float:
     return float(factor) if uniform else float(cases) * float(factor)
 
 
+def enrolment_refusals(
+    reported: Mapping[int, str], enrolled: Mapping[str, int | None]
+) -> dict[int, str]:
+    """node -> why it is refused, for the nodes whose readiness answer (``reported``: node
+    -> the site name it gave) does not match the coordinator's enrolment (``enrolled``:
+    site name -> node id, None where the coordinator does not know the id): a name that is
+    not enrolled, a node id other than the name's, or a name a second node already gave."""
+    refused: dict[int, str] = {}
+    claimed: dict[str, int] = {}
+    for node, name in sorted(reported.items()):
+        if name not in enrolled:
+            refused[node] = f"site name {name!r} is not enrolled"
+        elif enrolled[name] is not None and enrolled[name] != node:
+            refused[node] = f"site {name!r} is enrolled as node {enrolled[name]}, not {node}"
+        elif name in claimed:
+            refused[node] = f"site {name!r} already answered as node {claimed[name]}"
+        else:
+            claimed[name] = node
+    return refused
+
+
 def check_round_updates(cfg: RunConfig, rnd: int, accepted: int, expected: int) -> None:
     """Raise unless round ``rnd`` has updates from at least ``fed.min_train_sites`` of the
     ``expected`` training sites (the others failed, timed out or were refused): the run

@@ -143,6 +143,12 @@ class FedConfig:
         "accepted update (the others failed, timed out or were refused); else the run stops "
         "after the last checkpoint",
     )
+    enrolled_sites: str = setting(
+        "",
+        "deployment: the coordinator's enrolled.json (site name -> node id, written by "
+        "`fedshift coordinator`); a node that is not enrolled, or answers with another "
+        "site's name, is refused before readiness counts. '': not checked (simulation)",
+    )
     timeout_s: float = setting(3600.0, "seconds to wait for the sites' replies in one round")
     node_wait_s: float = setting(300.0, "seconds to wait for the expected sites to connect")
     secure_stats: bool = setting(

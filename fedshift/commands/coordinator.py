@@ -96,7 +96,11 @@ def _serve(cfg: CoordinatorConfig, superlink: proc.Managed, env: dict[str, str])
     print(f"listening on {cfg.host}:{cfg.port}; {len(enrolled)} site(s) enrolled: {names}")
     print(f"node ids: {state / 'enrolled.json'}")
     flwr_home = state / "flwr-home"
-    print(f"start a run:  FLWR_HOME={flwr_home} flwr run APP_DIR {cfg.connection} --stream")
+    enrolled_json = (state / "enrolled.json").resolve()
+    print(
+        f"start a run:  FLWR_HOME={flwr_home} flwr run APP_DIR {cfg.connection} --stream "
+        f"--run-config \"fed.enrolled_sites='{enrolled_json}'\""
+    )
     print("Ctrl-C to stop the SuperLink")
     ended = proc.wait_while_running([superlink])
     print(f"fedshift coordinator: {flower.explain_exit(ended)}")

@@ -18,16 +18,18 @@ the final model as a package in ``RUN/model`` and at every site
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
+from pathlib import Path
 
 import numpy as np
 from flwr.app import ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from fedshift import policy
-from fedshift.errors import FedShiftError
+from fedshift.errors import ConfigError, FedShiftError
 from fedshift.fl import keys
 from fedshift.fl.final_model import finish_with_package
 from fedshift.fl.grid import SiteInfo, query_readiness, send, wait_for_nodes
@@ -152,6 +154,8 @@ def connect_sites(grid: Grid, cfg: RunConfig) -> tuple[dict[int, SiteInfo], dict
     nodes = wait_for_nodes(grid, cfg.fed.min_sites or expected_sites(cfg), cfg.fed.node_wait_s)
     connected = time.perf_counter()
     sites = query_readiness(grid, nodes, cfg.fed.timeout_s)
+    if cfg.fed.enrolled_sites:
+        sites = enrolled_only(sites, cfg.fed.enrolled_sites)
     for info in sorted(sites.values(), key=lambda s: s.name):
         log.info(
             "site %s: level %s, %d/%d cases usable%s",
@@ -166,6 +170,34 @@ def connect_sites(grid: Grid, cfg: RunConfig) -> tuple[dict[int, SiteInfo], dict
         "readiness_s": time.perf_counter() - connected,
     }
     return sites, timing
+
+
+def enrolled_only(sites: dict[int, SiteInfo], enrolled_json: str) -> dict[int, SiteInfo]:
+    """The sites whose node id and name match the coordinator's enrolment
+    (:func:`fedshift.policy.enrolment_refusals`); the others are logged and left out of the
+    run (the SuperLink already refuses keys it has not enrolled: this is the ServerApp's
+    own check of the same list).
+
+    Raises
+    ------
+    ConfigError
+        ``enrolled_json`` is missing or not a JSON object of site name -> node id.
+    """
+    path = Path(enrolled_json)
+    try:
+        enrolled = json.loads(path.read_text())
+        if not isinstance(enrolled, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(
+            f"fed.enrolled_sites={enrolled_json!r}: cannot read the enrolment ({exc}); it is "
+            "the enrolled.json that `fedshift coordinator` writes in its state folder"
+        ) from None
+    ids = {str(k): (None if v is None else int(v)) for k, v in enrolled.items()}
+    refused = policy.enrolment_refusals({n: s.name for n, s in sites.items()}, ids)
+    for node, why in refused.items():
+        log.error("node %d refused: %s (%s)", node, why, path)
+    return {n: s for n, s in sites.items() if n not in refused}
 
 
 def start_state(folder: RunFolder, cfg: RunConfig) -> RunState:

@@ -151,7 +151,8 @@ def test_loopback_deployment(tmp_path: Path) -> None:
                     "fedshift",
                     "--stream",
                     "--run-config",
-                    RUN_CONFIG + f"out='{out}'",
+                    RUN_CONFIG
+                    + f"out='{out}' fed.enrolled_sites='{tmp_path / 'state' / 'enrolled.json'}'",
                 ],
                 env=env,
                 capture_output=True,

@@ -186,6 +186,26 @@ def test_secure_updates_end_with_the_plain_runs_model(
     assert first["a"]["train_fedavg-weight"] == 4  # the weight the coordinator set, recorded
 
 
+def test_a_private_secure_run_spends_its_budget_on_noised_models(
+    secure_updates: dict, work: Path
+) -> None:
+    """``fed.dp_epsilon=8`` with secure updates in a real simulation: the clip norm and the
+    equal weights reach the sites (each site's recorded FedAvg weight is 1), the run
+    records the whole budget spent over its rounds, and its models are not the secure
+    run's (the noise, std ~0.4 per weight here, is added to every round's mean)."""
+    import numpy as np
+
+    private = finished_run(work, "private", "fed.secure_updates=true", "fed.dp_epsilon=8")
+    spent = private["privacy"]
+    assert spent["releases"] == 2 and 7.9 < spent["epsilon"] <= 8.0 and spent["delta"] == 1e-5
+    assert {m["train_fedavg-weight"] for m in private["rounds"][0]["sites"].values()} == {1}
+    noise = spent["noise_multiplier"] * spent["clip_norm"] / 3  # three training sites
+    rounds = (_weights(work / run, 1) for run in ("secure-updates", "private"))
+    diff = np.concatenate([(a - b).ravel() for a, b in zip(*rounds, strict=True)])
+    assert diff.std() == pytest.approx(noise, rel=0.1)  # the update is clipped, far smaller
+    assert "privacy" not in secure_updates
+
+
 def test_each_site_logged_what_it_sent(uninterrupted: dict, secure_updates: dict, work: Path):
     """Every reply of both runs is in its site's audit log: no array shaped like an image
     or a label; plain weights leave only in the plain run's train replies, at the fp32
