@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "fedshift.commands.evaluate",
     "adapt": "fedshift.commands.adapt",
     "audit": "fedshift.commands.audit",
+    "app-hash": "fedshift.commands.app_hash",
 }
 
 

@@ -99,6 +99,9 @@ class SiteConfig:
         unpacked there, instead of in ``~/.flwr``.
     node_config : dict
         Further ``key: value`` pairs for the ClientApp's node config.
+    approved_app : str
+        SHA-256 of the FedShift code this hospital approved (``fedshift app-hash``); when
+        set, the ClientApp refuses every message while it runs other code ("" = no check).
     start_timeout_s : float
         How long to wait for the SuperLink to accept (or refuse) this site at start.
     reconnect_timeout_s : float
@@ -121,6 +124,7 @@ class SiteConfig:
     log_dir: str = "logs"
     flwr_home: str = "flwr-home"
     node_config: dict[str, str] = field(default_factory=dict)
+    approved_app: str = ""
     start_timeout_s: float = 60.0
     reconnect_timeout_s: float = 3600.0
     attestations: dict[str, Any] = field(default_factory=dict)

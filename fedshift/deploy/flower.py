@@ -147,6 +147,7 @@ def supernode_argv(cfg: SiteConfig) -> list[str]:
         "data-path": cfg.data_path,
         "work-dir": cfg.work_dir,
         "site-name": cfg.name,
+        **({"approved-app": cfg.approved_app} if cfg.approved_app else {}),
         **cfg.node_config,
     }
     argv = [

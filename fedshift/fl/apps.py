@@ -17,12 +17,14 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
 from fedshift.fl import client_secure, keys
+from fedshift.fl.approval import approval_mod
 from fedshift.fl.audit import make_audit_mod
 
 
 def make_client_app(defaults: Mapping[str, Any] | None = None) -> ClientApp:
     """A ClientApp; ``defaults`` is a flat run config used under Flower's run config."""
-    app = ClientApp(mods=[make_audit_mod(defaults)])  # every reply logged at the site
+    # only the approved code answers; every reply it sends is logged at the site
+    app = ClientApp(mods=[approval_mod, make_audit_mod(defaults)])
 
     @app.query(keys.READINESS_HANDLER)
     def readiness(msg: Message, context: Context) -> Message:
