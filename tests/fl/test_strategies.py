@@ -85,3 +85,28 @@ def test_round_before_alignment_starts_is_plain() -> None:
     messages = list(strategy.configure_train(2, ArrayRecord(), ConfigRecord({}), NodeList(SITES)))
     assert sorted(m.metadata.dst_node_id for m in messages) == [1, 2]
     assert strategy.aligned is False
+
+
+@pytest.mark.parametrize("aggregator", sorted(AGGREGATORS))
+def test_a_training_site_down_when_the_round_starts_is_skipped_not_waited_for(
+    aggregator: str,
+) -> None:
+    """Flower's sampling waits, with no time limit, for its minimum of connected nodes;
+    the coordinator asks for one, so a round starts with the sites that are there (a
+    down site rejoins when it reconnects: the next round's sampling lists it again)."""
+    import threading
+
+    strategy = make_strategy(_cfg(f"fed.aggregator={aggregator}"), SITES)
+    weights = ArrayRecord([np.zeros(3, np.float32)])
+    out: list[list[Message]] = []
+    for online in ([2], [1, 2, 3]):  # sites a and t down (fewer nodes than trainers), then back
+        worker = threading.Thread(
+            target=lambda nodes=online: out.append(
+                list(strategy.configure_train(1, weights, ConfigRecord({}), NodeList(nodes)))
+            ),
+            daemon=True,
+        )
+        worker.start()
+        worker.join(timeout=10)
+        assert not worker.is_alive(), f"configure_train waits for node 1 ({aggregator})"
+    assert [sorted(m.metadata.dst_node_id for m in msgs) for msgs in out] == [[2], [1, 2]]

@@ -77,11 +77,15 @@ class Coordinated:
         self.trainer_nodes = {n for n, s in sites.items() if s.name in trainers}
         self.adapter_nodes = {n for n, s in sites.items() if s.name in adapters}
         n = len(self.trainer_nodes | self.adapter_nodes)
+        # Flower samples every connected node (fraction 1) and would wait, without a time
+        # limit, for min_available_nodes: a site that is down when a round starts must not
+        # stall the run, so one suffices; configure_train keeps the sites that train, and
+        # fed.min_train_sites decides whether the round's updates are enough.
         super().__init__(  # type: ignore[call-arg]
             fraction_train=1.0,
             fraction_evaluate=0.0,
-            min_train_nodes=n,
-            min_available_nodes=n,
+            min_train_nodes=1,
+            min_available_nodes=1,
             weighted_by_key=keys.FEDAVG_WEIGHT,
             **kwargs,
         )
