@@ -9,18 +9,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from deployment import prepare, start, wait_for, write_configs
 from leaks import holds_sequence
-from omegaconf import OmegaConf
 
-from fedshift.cli import main
-from fedshift.data.synth.config import SiteSpec, SynthConfig
-from fedshift.data.synth.federation import write_federation
 from fedshift.deploy.processes import flower_env, free_port
 from fedshift.shift.stats import StatsLayout
 
@@ -38,107 +33,25 @@ RUN_CONFIG = (
 RUN_TIMEOUT_S = 1800
 
 
-def _wait_for(path: Path, text: str, proc: subprocess.Popen, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = path.read_text() if path.exists() else ""
-        if text in out:
-            return out
-        if proc.poll() is not None:
-            raise AssertionError(f"process ended ({proc.returncode}) before {text!r}:\n{out}")
-        time.sleep(0.3)
-    raise AssertionError(f"no {text!r} after {timeout} s:\n{path.read_text()}")
-
-
-def _start(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "fedshift.cli", *args],
-        cwd=cwd,
-        stdout=log.open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-def _write_configs(tmp: Path, port: int) -> None:
-    sites = [{"name": s, "public_key": f"deploy/keys/{s}.pub"} for s in ENROLLED]
-    coordinator = {
-        "host": "127.0.0.1",
-        "port": port,
-        "public_host": "localhost",
-        "sites": sites,
-        "ca_cert": "deploy/certs/ca.crt",
-        "server_cert": "deploy/certs/server.pem",
-        "server_key": "deploy/certs/server.key",
-    }
-    OmegaConf.save(OmegaConf.create(coordinator), tmp / "coordinator.yaml")
-    for name in (*ENROLLED, "stranger"):
-        site = {
-            "name": name,
-            "data_path": f"data/{name}",
-            "superlink": f"localhost:{port}",
-            "ca_cert": "deploy/certs/ca.crt",
-            "private_key": f"deploy/keys/{name}.key",
-            "required_level": "B",
-            "port": free_port(),
-            "work_dir": f"work/{name}",
-            "log_dir": f"logs/{name}",
-            "flwr_home": f"flwr/{name}",
-            "start_timeout_s": 60,
-            "attestations": {
-                "ethics_reference": "synthetic data",
-                "annotation_protocol": "synthetic",
-            },
-        }
-        OmegaConf.save(OmegaConf.create(site), tmp / f"{name}.yaml")
-
-
 def test_loopback_deployment(tmp_path: Path) -> None:
-    cfg = SynthConfig(
-        name="loopback",
-        seed=3,
-        voxel_mm=6.0,
-        n_train=5,
-        n_test=1,
-        sites={s: SiteSpec() for s in (*ENROLLED, "stranger")},
-    )
-    write_federation(cfg, tmp_path / "data")
-    assert (
-        main(
-            [
-                "certs",
-                "init",
-                "--out",
-                str(tmp_path / "deploy"),
-                "--host",
-                "localhost",
-                "--host",
-                "127.0.0.1",
-                "--sites",
-                *ENROLLED,
-                "stranger",
-            ]
-        )
-        == 0
-    )
+    prepare(tmp_path, "loopback", (*ENROLLED, "stranger"))
     port = free_port()
-    _write_configs(tmp_path, port)
+    write_configs(tmp_path, port, ENROLLED, ("stranger",))
     procs: dict[str, subprocess.Popen] = {}
     try:
-        procs["coordinator"] = _start(
+        procs["coordinator"] = start(
             ["coordinator", "--config", "coordinator.yaml"], tmp_path / "coordinator.out", tmp_path
         )
-        _wait_for(tmp_path / "coordinator.out", "Ctrl-C", procs["coordinator"], 120)
+        wait_for(tmp_path / "coordinator.out", "Ctrl-C", procs["coordinator"], 120)
         for name in (*ENROLLED, "stranger"):
-            procs[name] = _start(
+            procs[name] = start(
                 ["site", "--config", f"{name}.yaml"], tmp_path / f"{name}.out", tmp_path
             )
         assert procs["stranger"].wait(timeout=180) != 0
         refused = (tmp_path / "stranger.out").read_text()
         assert "enrol" in refused.lower() or "refused" in refused.lower(), refused
         for name in ENROLLED:
-            _wait_for(tmp_path / f"{name}.out", "joined", procs[name], 180)
+            wait_for(tmp_path / f"{name}.out", "joined", procs[name], 180)
 
         env = flower_env(tmp_path / "state" / "flwr-home")
         out = tmp_path / "run"
