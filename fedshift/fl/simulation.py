@@ -4,6 +4,10 @@ The ServerApp and ClientApp are the deployment's own (:mod:`fedshift.fl.apps`), 
 with the flattened run config as their defaults, because
 ``flwr.simulation.run_simulation`` passes no run config of its own.
 
+With ``RAY_ADDRESS`` set (a running Ray cluster, ``ray start --head``) the simulation
+joins that cluster instead of starting Ray on this machine (:func:`joins_cluster`); the
+site and run folders must then be where every worker can read them.
+
 The console stays quiet unless ``-v`` (:mod:`fedshift.logs`): Flower's lines once each,
 Ray's own log at ERROR (:func:`ray_init_args`) and without its start-up FutureWarning
 about accelerator variables. The sites' output still reaches this console
@@ -64,15 +68,24 @@ def quiet_flower(verbose: bool) -> None:
         flower.addFilter(_DropFlowerNoise())
 
 
+def joins_cluster() -> bool:
+    """Whether the simulation joins a running Ray cluster (``RAY_ADDRESS`` set, as after
+    ``ray start --head``; ``ray.init`` then connects to it) instead of starting its own."""
+    return bool(os.environ.get("RAY_ADDRESS"))
+
+
 def ray_init_args(verbose: bool) -> dict[str, object]:
-    """``ray.init`` arguments: all cores, no dashboard; Ray's own log at ERROR unless
-    ``verbose`` (INFO); the workers' stdout and stderr forwarded to this console."""
-    return {
-        "num_cpus": os.cpu_count() or 1,
+    """``ray.init`` arguments: all cores (of this machine; none when joining a cluster,
+    whose resources are its own and which Ray refuses to be told), no dashboard; Ray's own
+    log at ERROR unless ``verbose`` (INFO); the workers' output forwarded to this console."""
+    args: dict[str, object] = {
         "include_dashboard": False,
         "logging_level": "INFO" if verbose else "ERROR",
         "log_to_driver": True,
     }
+    if not joins_cluster():
+        args["num_cpus"] = os.cpu_count() or 1
+    return args
 
 
 def backend_config(cfg: RunConfig, verbose: bool) -> dict[str, object]:
@@ -89,7 +102,7 @@ def backend_config(cfg: RunConfig, verbose: bool) -> dict[str, object]:
     total_cpus = os.cpu_count() or 1  # what ray_init_args starts Ray with
     cpus = cfg.simulation.cpus_per_site
     n_gpus = cuda_count()
-    if n_gpus:
+    if n_gpus and not joins_cluster():
         init_args["num_gpus"] = n_gpus
     share = cfg.simulation.fixed_gpus
     if share is None:

@@ -44,8 +44,8 @@ def overrides(tmp: Path, out: Path, rounds: int = 2) -> list[str]:
     ]
 
 
-def simulate(args: list[str], **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "RAY_DEDUP_LOGS": "0"}
+def simulate(args: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "RAY_DEDUP_LOGS": "0", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "fedshift.cli", "simulate", *args],
         env=env,
@@ -61,11 +61,11 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp
 
 
-def finished_run(work: Path, name: str, *extra: str) -> dict:
+def finished_run(work: Path, name: str, *extra: str, env: dict[str, str] | None = None) -> dict:
     """``fedshift simulate`` of the tiny federation into ``work/name`` (``extra``: more
-    settings), which must succeed; its metrics.json."""
+    settings; ``env``: more environment), which must succeed; its metrics.json."""
     out = work / name
-    proc = simulate([*overrides(work, out), *extra])
+    proc = simulate([*overrides(work, out), *extra], env=env)
     assert proc.wait(timeout=900) == 0
     return json.loads((out / "metrics.json").read_text())
 
@@ -241,3 +241,60 @@ def _weights(out: Path, rnd: int) -> list:
 
     with np.load(out / "checkpoints" / f"round_{rnd:03d}.npz") as saved:
         return [saved[f"arr_{i}"] for i in range(len(saved.files))]
+
+
+def test_a_simulation_joins_a_running_ray_cluster(work: Path) -> None:
+    """With ``RAY_ADDRESS`` set, ``fedshift simulate`` joins that Ray cluster (here a head
+    started on this machine, as ``ray start --head`` would on a cluster's first machine)
+    instead of starting its own: the run finishes, and its sites ran as that cluster's
+    workers (their logs are in the cluster's session folder)."""
+    import shutil
+    import signal
+    import socket
+    import tempfile
+    import time
+
+    from fedshift.deploy.processes import free_port
+
+    port = free_port()
+    ray_dir = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's sockets: short paths
+    head = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+            f"--temp-dir={ray_dir}",
+            "--block",
+        ],
+        stdout=(ray_dir / "head.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert head.poll() is None and time.monotonic() < deadline, (
+                ray_dir / "head.log"
+            ).read_text()
+            time.sleep(1)
+        metrics = finished_run(
+            work, "cluster", "fed.rounds=1", env={"RAY_ADDRESS": f"127.0.0.1:{port}"}
+        )
+        assert set(metrics["final"]["sites"]) == {"a", "b", "c"}
+        workers = list((ray_dir / "session_latest" / "logs").glob("worker-*"))
+        assert workers, "no worker of the running cluster ran a site"
+    finally:
+        if head.poll() is None:
+            os.killpg(head.pid, signal.SIGTERM)
+            try:
+                head.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(ray_dir, ignore_errors=True)
