@@ -30,7 +30,7 @@ VICTIM = "site3"
 RUN_CONFIG = (
     "fed.rounds=2 fed.min_sites=4 fed.node_wait_s=300 fed.timeout_s=300 "
     "fed.min_train_sites=2 fed.secure_updates=true fed.secure_stats=false "
-    "seg.train.local_steps=2 "
+    "fed.align_intensity=false seg.train.local_steps=2 "
     "seg.train.batch_size=1 seg.eval.sw_batch_size=1 seg.train.patch_size='json:[16, 16, 16]' "
 )
 STEP_TIMEOUT_S = 1500
