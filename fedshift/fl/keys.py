@@ -35,6 +35,8 @@ NUM_EXAMPLES = "num-examples"  # training cases
 FEDAVG_WEIGHT = "fedavg-weight"
 # metric key of the one reply that carries a secure mean: how many sites it sums
 SUMMED_SITES = "summed-sites"
+# metric key the coordinator adds to a site that trained but dropped out of the secure sum
+DROPPED = "dropped"
 SITE_NAME = "name"
 LEVEL = "level"
 N_CASES = "n-cases"

@@ -94,6 +94,8 @@ def secure_train_round(
             **values,
             keys.FEDAVG_WEIGHT: policy.fedavg_weight(cases[node], scale.get(node, 1.0), uniform),
         }
+        if node in result.sites
+        else {**values, keys.DROPPED: 1.0}  # trained, but not in the sum
         for node, (site, values) in reported.items()
     }
     return from_arrays(arrays), metrics

@@ -116,6 +116,8 @@ def test_a_site_and_the_coordinator_killed_mid_run(tmp_path: Path) -> None:
         first = json.loads((out / "metrics.json").read_text())
         round1 = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
         assert [r["round"] for r in first["rounds"]] == [1]
+        # it trained and reported, then dropped out of the secure sum: the mean is the others'
+        assert first["rounds"][0]["sites"][VICTIM]["train_dropped"] == 1
         assert not first["final"]
         streamed = (tmp_path / "run1.out").read_text()
         assert "dropped after sharing keys" in streamed or "3 of 4 sites" in streamed, streamed[

@@ -91,10 +91,13 @@ def test_a_site_dropping_after_training_leaves_the_mean_of_the_others(federation
     gone = next(n for n, s in NAMES.items() if s == "b")
     grid.drop.add((keys.QUERY_SECAGG_MASKED, gone))
     cfg, strategy = _strategy(cfg, sites, "fedavg", {})
-    new, _ = secure_train_round(grid, strategy, 1, weights, cfg)
+    new, metrics = secure_train_round(grid, strategy, 1, weights, cfg)
     kept = [s for s in NAMES.values() if s != "b"]
     mean = sum(CASES[s] * site_model(s, weights, 1)[1] for s in kept) / sum(CASES[s] for s in kept)
     np.testing.assert_allclose(new[1], mean, atol=1e-6)
+    # the record says who was summed: b trained and reported, then dropped out
+    assert metrics["b"][keys.DROPPED] == 1 and keys.FEDAVG_WEIGHT not in metrics["b"]
+    assert all(keys.DROPPED not in metrics[s] for s in kept)
 
 
 def test_a_site_sending_another_weight_is_refused(federation, monkeypatch) -> None:
