@@ -123,13 +123,20 @@ class RunFolder:
         keys = ["seed", "fed.aggregator", "data.sites", "data.target", "seg"]
         if cfg.fed.aggregator in SERVER_LR_DEFAULTS:  # a server optimiser's state means these
             keys += ["fed.server_lr", "fed.server_momentum", "fed.beta_1", "fed.beta_2", "fed.tau"]
+        was_private = OmegaConf.select(OmegaConf.create(old), "fed.dp_epsilon") or 0.0
+        if cfg.fed.dp_epsilon > 0 or was_private > 0:  # the budget, spread over the rounds
+            keys += ["fed.dp_epsilon", "fed.dp_delta", "fed.dp_clip_norm", "fed.rounds"]
         for key in keys:
             before = OmegaConf.select(OmegaConf.create(old), key)
             now = OmegaConf.select(OmegaConf.create(new), key)
             if _as_json(before) != _as_json(now):
+                why = (
+                    "a differentially private run spent its budget over these rounds"
+                    if key == "fed.rounds"
+                    else "only fed.rounds and timeouts may change on resume"
+                )
                 raise UsageError(
-                    f"cannot resume {self.root}: {key} differs from the checkpointed run "
-                    "(only fed.rounds and timeouts may change on resume)"
+                    f"cannot resume {self.root}: {key} differs from the checkpointed run ({why})"
                 )
 
     def write_record(self, record: RunRecord) -> Path:

@@ -40,6 +40,19 @@ def test_resume_refuses_other_seed(tmp_path: Path) -> None:
         folder.check_resumable(RunConfig(seed=2))
 
 
+def test_a_private_run_resumes_only_with_its_budget_and_rounds(tmp_path: Path) -> None:
+    private = RunConfig().fed.__class__(dp_epsilon=8.0, rounds=5)
+    folder = RunFolder(tmp_path)
+    folder.write_config(RunConfig(fed=private))
+    folder.check_resumable(RunConfig(fed=private))
+    with pytest.raises(UsageError, match="fed.rounds .*budget"):
+        folder.check_resumable(RunConfig(fed=RunConfig().fed.__class__(dp_epsilon=8.0, rounds=9)))
+    with pytest.raises(UsageError, match="fed.dp_epsilon"):
+        folder.check_resumable(RunConfig(fed=RunConfig().fed.__class__(dp_epsilon=1.0, rounds=5)))
+    with pytest.raises(UsageError, match="fed.dp_epsilon"):  # nor drop the noise
+        folder.check_resumable(RunConfig(fed=RunConfig().fed.__class__(rounds=5)))
+
+
 def test_run_record_round_trips_and_keeps_the_metrics_json_keys(tmp_path: Path) -> None:
     record = RunRecord(
         rounds=[RoundRecord(1, {"a": {"val_dice": 0.5}}, {"train": 1.0}, aligned=True)],
