@@ -4,10 +4,13 @@ what they print."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -15,7 +18,7 @@ from omegaconf import OmegaConf
 from fedshift.cli import main
 from fedshift.data.synth.config import SiteSpec, SynthConfig
 from fedshift.data.synth.federation import write_federation
-from fedshift.deploy.processes import free_port
+from fedshift.deploy.processes import _descendants, free_port
 
 
 def prepare(tmp: Path, name: str, sites: tuple[str, ...]) -> None:
@@ -92,3 +95,24 @@ def write_configs(tmp: Path, port: int, enrolled: tuple[str, ...], others: tuple
             },
         }
         OmegaConf.save(OmegaConf.create(site), tmp / f"{name}.yaml")
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL ``proc`` and every process it started (also those in their own session):
+    a crash, no clean shutdown."""
+    for pid in [proc.pid, *_descendants(proc.pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def stop_all(procs: Mapping[str, subprocess.Popen]) -> None:
+    """Ctrl-C each process still running (its group), last started first; one that has not
+    stopped after 60 s is killed with everything it started."""
+    for proc in reversed(list(procs.values())):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                kill_tree(proc)

@@ -8,19 +8,16 @@ trains again. No round is lost or repeated, and every wait is bounded."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from deployment import prepare, start, wait_for, write_configs
+from deployment import kill_tree, prepare, start, stop_all, wait_for, write_configs
 
-from fedshift.deploy.processes import _descendants, flower_env, free_port
+from fedshift.deploy.processes import flower_env, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +31,6 @@ RUN_CONFIG = (
     "seg.train.batch_size=1 seg.eval.sw_batch_size=1 seg.train.patch_size='json:[16, 16, 16]' "
 )
 STEP_TIMEOUT_S = 1500
-
-
-def kill_tree(proc: subprocess.Popen) -> None:
-    """SIGKILL ``proc`` and every process it started (also those in their own session):
-    a crash, no clean shutdown."""
-    for pid in [proc.pid, *_descendants(proc.pid)]:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    proc.wait(timeout=30)
 
 
 def wait_until(condition, timeout: float, what: str) -> None:
@@ -140,10 +128,4 @@ def test_a_site_and_the_coordinator_killed_mid_run(tmp_path: Path) -> None:
         assert set(metrics["final"]["sites"]) == set(SITES)
         assert (tmp_path / "work" / VICTIM / "model").is_dir()  # it keeps the final model
     finally:
-        for proc in reversed(procs.values()):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    kill_tree(proc)
+        stop_all(procs)

@@ -6,14 +6,12 @@ and after the last) and the shift diagnosis. Every process started is stopped.""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
-from deployment import prepare, start, wait_for, write_configs
+from deployment import prepare, start, stop_all, wait_for, write_configs
 from leaks import holds_sequence
 
 from fedshift.deploy.processes import flower_env, free_port
@@ -120,13 +118,7 @@ def test_loopback_deployment(tmp_path: Path) -> None:
             )
             assert done["n_ok"] >= 1 and done["n_failed"] == 0, done
     finally:
-        for proc in reversed(procs.values()):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-                try:
-                    proc.wait(timeout=60)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
+        stop_all(procs)
     for name in ENROLLED:  # Ctrl-C is a clean stop
         assert procs[name].returncode == 0, name
     assert procs["coordinator"].returncode == 0
