@@ -145,7 +145,8 @@ def federation_round(
     folder.save_arrays("reference.npz", reference.to_arrays())
     folder.save_arrays("secure_sum.npz", {"total": stats.result.total})
     indicators = broadcast_reference(grid, sites, reference, stats.round_id, cfg)
-    diagnoses = diagnose(indicators) if len(indicators) >= 3 else []
+    summed = [sites[n].name if n in sites else str(n) for n in stats.result.sites]
+    diagnoses = diagnose(indicators, summed=summed) if len(indicators) >= 3 else []
     if len(indicators) < 3:
         log.warning("shift diagnosis skipped: %d sites reported indicators", len(indicators))
     folder.write_diagnosis(_diagnosis_record(stats, indicators, diagnoses))

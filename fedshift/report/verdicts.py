@@ -45,14 +45,22 @@ INDICATOR_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         tuple((key, family) for family, key in SIMILARITIES),
     ),
     (
-        "Acquisition: the site's median case against the federation's (in scales; "
-        f"±{_BOUNDS.offset:g} or beyond counts as shifted)",
+        "Acquisition: the site's median case against the other sites' (in their robust "
+        f"spread, at least the descriptor's scale; ±{_BOUNDS.offset:g} or beyond counts as "
+        f"shifted when its evidence z is ±{_BOUNDS.evidence:g} or beyond)",
         (
             ("noise_offset", "noise"),
+            ("noise_z", "noise: evidence z"),
             ("contrast_offset", "contrast"),
+            ("contrast_z", "contrast: evidence z"),
             ("nonuniformity_offset", "non-uniformity"),
+            ("nonuniformity_z", "non-uniformity: evidence z"),
             ("sharpness_offset", "sharpness"),
+            ("sharpness_z", "sharpness: evidence z"),
             ("csf_rank_offset", "tissue order (CSF rank)"),
+            ("csf_rank_z", "tissue order: evidence z"),
+            ("cases", "cases compared"),
+            ("rest_cases", "other sites' cases"),
         ),
     ),
     (
@@ -69,9 +77,10 @@ INDICATOR_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ),
     ),
     (
-        "Population: predicted lesion load against the rest's (standard deviations; "
-        f"±{_BOUNDS.population_effect:g} or beyond counts as shifted)",
-        (("population_effect", "lesion load"),),
+        "Population: predicted lesion load, the site's median case against the other sites' "
+        f"(in their robust spread; ±{_BOUNDS.population_effect:g} or beyond counts as shifted "
+        f"when its evidence z is ±{_BOUNDS.evidence:g} or beyond)",
+        (("population_effect", "lesion load"), ("population_z", "lesion load: evidence z")),
     ),
     (
         "Calibration cases: the site's labels against the reference standard",

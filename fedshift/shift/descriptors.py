@@ -16,10 +16,12 @@ median case). From its own sums and
 the federation's, a site computes :func:`similarity`: the Gaussian-kernel similarity of
 its cases to the rest of the federation's cases, normalised by how similar each group is
 to itself: about 1 when its cases look like everyone else's, about 0 when no other site
-has cases like them. Or :func:`median_offsets`: per descriptor, how far the site's
-median case lies from the federation's median case, in units of the descriptor's scale.
-The federation's median is where most sites are when most share a setting, so a site
-that kept the common setting on every axis sits near it, however the other sites moved.
+has cases like them. Or :func:`robust_comparison`: per descriptor, how far the site's
+median case lies from the other sites' median case, in their robust spread (never less
+than the descriptor's scale), and how sure that difference is. The other sites' median is
+where most of them are when most share a setting, so a site that kept the common setting
+on every axis sits near it, however the other sites moved, and one outlier site moves
+neither the others' median nor their spread.
 
 References
 ----------
@@ -278,27 +280,114 @@ def similarity(own: KernelSummary, federation: KernelSummary) -> float | None:
     return max(cross, 0.0) / float(np.sqrt(s_own * s_rest))
 
 
-def mean_difference(own: KernelSummary, federation: KernelSummary) -> dict[str, float] | None:
-    """Per descriptor, the site's mean minus the rest's, in pooled within-group standard
-    deviations (Cohen's d; the rest is ``federation - own``). ``None`` when either side
-    has fewer than 2 cases; a descriptor with no spread on either side gives 0."""
+#: 1.4826 x the median absolute deviation estimates a normal distribution's standard
+#: deviation
+MAD_TO_SD = 1.4826
+#: the standard error of a median of n normal values is about sqrt(pi / 2) sd / sqrt(n)
+MEDIAN_SE = 1.2533
+
+#: descriptor -> the smallest scale :func:`robust_comparison` divides by, in its units.
+#: Acquisition and tissue descriptors: their kernel scale (the change that counts as
+#: clear), so an offset never reads larger than the fixed-scale offset of a tight
+#: federation. Lesion loads: half their kernel scale, which only matters where the other
+#: sites' cases hardly vary at all (an untrained model predicting nothing anywhere).
+ROBUST_FLOOR: dict[str, float] = {
+    **{name: scale for family in ("acquisition", "tissue") for name, scale in FAMILIES[family]},
+    **{name: scale / 2 for name, scale in FAMILIES["population"]},
+    **{name: scale for name, scale in FAMILIES["annotation"]},
+}
+
+
+def _hist_mad(counts: np.ndarray, lo: float, hi: float, centre: float) -> float:
+    """Median absolute deviation from ``centre`` of a histogram on ``HIST_BINS`` equal bins
+    over [lo, hi], each bin's count spread evenly over it (NaN when empty)."""
+    total = float(counts.sum())
+    if total <= 0 or not np.isfinite(centre):
+        return float("nan")
+    edges = np.linspace(lo, hi, HIST_BINS + 1)
+    a, b = edges[:-1], edges[1:]
+    # the count within d of the centre is linear in d between the edges' distances to it
+    d = np.unique(np.concatenate([[0.0], np.abs(edges - centre)]))
+    overlap = np.minimum(b, centre + d[:, None]) - np.maximum(a, centre - d[:, None])
+    within = (counts * np.clip(overlap, 0.0, None) / (b - a)).sum(axis=1)
+    k = int(np.searchsorted(within, total / 2.0))
+    if k == 0:
+        return 0.0
+    rise = within[k] - within[k - 1]
+    frac = (total / 2.0 - within[k - 1]) / rise if rise > 0 else 0.0
+    return float(d[k - 1] + frac * (d[k] - d[k - 1]))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One descriptor of a site against the other sites' cases (:func:`robust_comparison`).
+
+    Attributes
+    ----------
+    offset : the site's median case minus the centre's (the federation's or the other
+        sites' median case), over the larger of the other sites' robust spread
+        (``MAD_TO_SD`` x median absolute deviation) and the descriptor's floor
+        (:data:`ROBUST_FLOOR`)
+    z : the same difference over its standard error (``MEDIAN_SE`` x the pooled robust
+        spread of both sides x ``sqrt(1/n_site + 1/n_rest)``): how sure a difference of
+        medians of this many cases is, whatever its size
+    cases : the site's cases and the other sites' cases behind it
+    """
+
+    offset: float
+    z: float
+    cases: tuple[int, int]
+
+
+#: where :func:`robust_comparison` puts the centre a site is compared with: the median case
+#: of the whole federation (the site included) or of the other sites only
+CENTRES = ("federation", "others")
+
+
+def robust_comparison(
+    own: KernelSummary, federation: KernelSummary, centre: str = "federation"
+) -> dict[str, Comparison] | None:
+    """Per descriptor, the site's median case against the federation's median case, in the
+    other sites' robust spread (floored at :data:`ROBUST_FLOOR`), with the evidence for it
+    (:class:`Comparison`).
+
+    Medians and median absolute deviations come from the descriptor histograms, so one
+    site far from the rest moves neither the centre nor the others' spread (a mean and a
+    standard deviation it would move: an outlier made its unshifted neighbours look
+    shifted). The spread is always the other sites' (``federation - own``). The centre
+    (:data:`CENTRES`) is the whole federation's median case by default: where the other
+    sites split evenly on a setting (two of four changed their slice thickness, each in
+    its own way), their median falls at the edge of the split, and a site that kept the
+    common setting would sit a scale from it; counted in, it tips the median to its side.
+    ``centre="others"`` compares with the other sites' median case instead.
+
+    ``None`` when the site or the rest has fewer than 2 cases; a descriptor whose medians
+    are undefined is left out.
+    """
+    if centre not in CENTRES:
+        raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
     rest = federation - own
-    if round(own.n) < 2 or round(rest.n) < 2:
+    n_own, n_rest = round(own.n), round(rest.n)
+    if n_own < 2 or n_rest < 2:
         return None
-    mine, theirs = own.moments(), rest.moments()
     out = {}
-    for name, (mean, sd) in mine.items():
-        other_mean, other_sd = theirs[name]
-        spread = float(np.sqrt((sd**2 + other_sd**2) / 2))
-        out[name] = (mean - other_mean) / spread if spread > 1e-12 else 0.0
+    for k, (name, _) in enumerate(FAMILIES[own.family]):
+        lo, hi = RANGES[name]
+        mine = _hist_median(own.hist[k], lo, hi)
+        theirs = _hist_median(rest.hist[k], lo, hi)
+        middle = theirs if centre == "others" else _hist_median(federation.hist[k], lo, hi)
+        if not (np.isfinite(mine) and np.isfinite(theirs) and np.isfinite(middle)):
+            continue
+        spread_rest = MAD_TO_SD * _hist_mad(rest.hist[k], lo, hi, theirs)
+        spread_own = MAD_TO_SD * _hist_mad(own.hist[k], lo, hi, mine)
+        # no spread below a histogram bin's: a median is not known more finely than that
+        resolution = (hi - lo) / HIST_BINS
+        pooled = max(float(np.sqrt((spread_own**2 + spread_rest**2) / 2)), resolution)
+        error = MEDIAN_SE * pooled * float(np.sqrt(1 / n_own + 1 / n_rest))
+        diff = mine - middle
+        out[name] = Comparison(
+            offset=diff / max(spread_rest, ROBUST_FLOOR[name]),
+            z=diff / error,
+            cases=(n_own, n_rest),
+        )
     return out
-
-
-def median_offsets(own: KernelSummary, federation: KernelSummary) -> dict[str, float] | None:
-    """Per descriptor, the site's median case minus the federation's median case (the site
-    included), in units of the descriptor's scale (:data:`FAMILIES`). ``None`` when the
-    site has fewer than 2 cases or the federation no more cases than the site."""
-    if round(own.n) < 2 or round(federation.n) <= round(own.n):
-        return None
-    mine, theirs = own.medians(), federation.medians()
-    return {name: (mine[name] - theirs[name]) / scale for name, scale in FAMILIES[own.family]}

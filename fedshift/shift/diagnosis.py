@@ -96,7 +96,7 @@ References
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -106,6 +106,7 @@ from fedshift.shift.indicators import (
     OFFSET,
     SIMILARITY,
     SiteIndicators,
+    Z,
     acquisition_offsets,
     calibration_indicators,
     embedding_distance,
@@ -142,11 +143,16 @@ class DiagnosisConfig:
         at most 0.79 and shifted ones at least 1.36; 1.0 was set after seeing them. On a
         fresh seed a planted site landed at +1.00 and an unshifted one at -0.86: the
         margin is thin (``docs/results/diagnosis-validation.md``).
+    evidence : an acquisition offset or a population effect counts only when it is also
+        this many standard errors from zero (its ``_z`` indicator): a median of a handful
+        of spread cases lands a scale away by chance. 2.0: about 5 % of unshifted sites
+        would pass it on any one descriptor by chance alone, were the cases normal.
     """
 
     threshold: float = 0.5
     offset: float = 1.0
     population_effect: float = 1.0
+    evidence: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -158,13 +164,15 @@ class Diagnosis:
     site : str
     shift : list of "acquisition" / "population" / "annotation"; empty when none
     scores : family -> the site's similarity to the rest of the federation
-    evidence : one-line explanation
+    evidence : one-line explanation, ending with the sites it was compared with
+    compared_with : the other sites in the secure sum its comparisons are against
     """
 
     site: str
     shift: list[str]
     scores: dict[str, float]
     evidence: str
+    compared_with: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -197,6 +205,25 @@ def _offsets(ind: SiteIndicators) -> dict[str, float]:
     return _measured(ind, OFFSET)
 
 
+def _sure(z: float | None, cfg: DiagnosisConfig) -> bool:
+    """Whether a comparison's evidence (its ``_z``; None: not reported) reaches the bound."""
+    return z is None or not np.isfinite(z) or abs(z) >= cfg.evidence
+
+
+def _unsure(ind: SiteIndicators, cfg: DiagnosisConfig) -> dict[str, tuple[float, float]]:
+    """Comparison -> (offset, z) of those beyond their size bound but short of evidence."""
+    out = {}
+    for name, v in _offsets(ind).items():
+        z = getattr(ind, Z[name])
+        if abs(v) >= cfg.offset and not _sure(z, cfg):
+            out[name] = (v, z)
+    effect = ind.population_effect
+    measured = effect is not None and np.isfinite(effect)
+    if measured and abs(effect) >= cfg.population_effect and not _sure(ind.population_z, cfg):
+        out["lesion load"] = (effect, ind.population_z)
+    return out
+
+
 def _calibration(ind: SiteIndicators) -> dict[str, float]:
     """Calibration measure -> its value in scales (empty without calibration cases)."""
     measured = _measured(ind, {k: name for k, (name, _) in CALIBRATION.items()})
@@ -224,7 +251,7 @@ def _tissue_note(ind: SiteIndicators, cfg: DiagnosisConfig) -> str | None:
     if bright:
         return bright
     return (
-        "CSF ranks unlike the federation's median case among the deep tissue: the tissues "
+        "CSF ranks unlike the other sites' median case among the deep tissue: the tissues "
         "changed order, and a monotone intensity map cannot undo this"
     )
 
@@ -245,7 +272,11 @@ def _low(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConfig) ->
     offsets = _offsets(ind)
     if offsets:
         low.pop("acquisition", None)
-        far = {n: v for n, v in offsets.items() if abs(v) >= cfg.offset}
+        far = {
+            n: v
+            for n, v in offsets.items()
+            if abs(v) >= cfg.offset and _sure(getattr(ind, Z[n]), cfg)
+        }
         if far:
             low["acquisition"] = ", ".join(
                 f"{n} {v:+.1f}" for n, v in sorted(far.items(), key=lambda kv: -abs(kv[1]))
@@ -253,7 +284,7 @@ def _low(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConfig) ->
     effect = ind.population_effect
     if effect is not None and np.isfinite(effect):
         low.pop("population", None)
-        if abs(effect) >= cfg.population_effect:
+        if abs(effect) >= cfg.population_effect and _sure(ind.population_z, cfg):
             more = "more or larger" if effect > 0 else "fewer or smaller"
             low["population"] = f"{more} lesions than the rest ({effect:+.2f} sd)"
     return low
@@ -262,12 +293,14 @@ def _low(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConfig) ->
 def _all_clear(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConfig) -> list[str]:
     """Why nothing was named: each deciding indicator within its bound."""
     notes = []
+    unsure = _unsure(ind, cfg)
     offsets = _offsets(ind)
-    if offsets:
-        worst = max(offsets, key=lambda n: abs(offsets[n]))
+    within = {n: v for n, v in offsets.items() if n not in unsure}
+    if within:
+        worst = max(within, key=lambda n: abs(within[n]))
         notes.append(
-            f"acquisition within {cfg.offset:g} scale of the federation's median case "
-            f"(largest: {worst} {offsets[worst]:+.1f})"
+            f"acquisition within {cfg.offset:g} scale of the other sites' median case "
+            f"(largest: {worst} {within[worst]:+.1f})"
         )
     calibration = _calibration(ind)
     if calibration:
@@ -282,6 +315,11 @@ def _all_clear(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConf
     }
     if ind.population_effect is not None and np.isfinite(ind.population_effect):
         deciding.pop("population", None)
+    if (
+        "population" not in deciding
+        and "lesion load" not in unsure
+        and (ind.population_effect is not None and np.isfinite(ind.population_effect))
+    ):
         notes.append(
             f"lesion load within {cfg.population_effect:g} sd of the rest's "
             f"({ind.population_effect:+.2f})"
@@ -304,7 +342,7 @@ def _verdict(ind: SiteIndicators, cfg: DiagnosisConfig) -> Diagnosis:
         shift.append("acquisition")
         if _offsets(ind):
             notes.append(
-                f"images unlike the federation's median case ({low['acquisition']} scales)"
+                f"images unlike the other sites' median case ({low['acquisition']} scales)"
             )
             tissue = _tissue_note(ind, cfg)
             if tissue:
@@ -337,11 +375,25 @@ def _verdict(ind: SiteIndicators, cfg: DiagnosisConfig) -> Diagnosis:
         notes.append(low["annotation"])
     if not notes:
         notes.extend(_all_clear(ind, scores, cfg))
+    notes += [
+        f"{name} {v:+.1f} not named: too little evidence (z {z:+.1f} < {cfg.evidence:g}, "
+        f"{_cases(ind)})"
+        for name, (v, z) in _unsure(ind, cfg).items()
+    ]
     return Diagnosis(site=ind.site, shift=shift, scores=scores, evidence="; ".join(notes))
 
 
+def _cases(ind: SiteIndicators) -> str:
+    """How many cases the site's comparisons rest on, in words."""
+    if ind.cases is None or ind.rest_cases is None:
+        return "cases not reported"
+    return f"{ind.cases:g} cases against {ind.rest_cases:g}"
+
+
 def diagnose(
-    sites: Sequence[SiteIndicators], config: DiagnosisConfig | None = None
+    sites: Sequence[SiteIndicators],
+    config: DiagnosisConfig | None = None,
+    summed: Sequence[str] | None = None,
 ) -> list[Diagnosis]:
     """Attribute each site's shift from the indicators it reported.
 
@@ -350,6 +402,9 @@ def diagnose(
     sites : sequence of SiteIndicators
         One per site, as reported (scalars only) to the coordinator.
     config : DiagnosisConfig, optional
+    summed : the sites whose statistics are in the secure sum the reference came from
+        (default: the reporting sites); each verdict names the others as what its site was
+        compared with.
 
     Returns
     -------
@@ -359,7 +414,16 @@ def diagnose(
     names = [s.site for s in sites]
     if len(set(names)) != len(names):
         raise ValueError(f"site names must be unique, got {names}")
-    return [_verdict(s, cfg) for s in sites]
+    members = sorted(set(summed) if summed is not None else set(names))
+    out = []
+    for s in sites:
+        verdict = _verdict(s, cfg)
+        others = [m for m in members if m != s.site]
+        words = f"compared with {', '.join(others)}" if others else "compared with no other site"
+        if s.rest_cases is not None:
+            words += f" ({s.rest_cases:g} cases)"
+        out.append(replace(verdict, compared_with=others, evidence=f"{verdict.evidence}; {words}"))
+    return out
 
 
 def measure(
@@ -371,6 +435,7 @@ def measure(
     volume_bias: float | None = None,
     calibration: Calibration | None = None,
     ridge: float = 1e-6,
+    centre: str = "federation",
 ) -> SiteIndicators:
     """A site's indicators from its own statistics and the broadcast reference.
 
@@ -390,12 +455,17 @@ def measure(
         (:func:`~fedshift.site.calibration.measure_calibration`).
     ridge : float
         Ridge of the site's covariance (see :func:`~fedshift.shift.embeddings.gaussian_from`).
+    centre : what the site's median cases are compared with: the federation's median case
+        (default) or the other sites' (:func:`~fedshift.shift.descriptors.robust_comparison`)
     """
+    compared = {
+        **acquisition_offsets(stats, reference, centre),
+        **population_effect(stats, reference, centre),
+    }
     return SiteIndicators(
         site=site,
         **family_similarities(stats, reference),
-        **acquisition_offsets(stats, reference),
-        population_effect=population_effect(stats, reference),
+        **compared,
         intensity_w1=intensity_distance(stats, reference),
         embedding_bw=embedding_distance(stats, reference, ridge),
         dice=dice,

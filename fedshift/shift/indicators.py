@@ -19,8 +19,7 @@ from fedshift.shift.descriptors import (
     FAMILIES,
     SHIFT_KINDS,
     KernelSummary,
-    mean_difference,
-    median_offsets,
+    robust_comparison,
     similarity,
 )
 from fedshift.shift.distances import bures_wasserstein, histogram_distance, wasserstein_1d_hist
@@ -37,6 +36,8 @@ ACQUISITION_FAMILIES: tuple[str, ...] = ("acquisition", "tissue")
 OFFSET: dict[str, str] = {
     name: f"{name}_offset" for family in ACQUISITION_FAMILIES for name, _ in FAMILIES[family]
 }
+#: acquisition descriptor -> the indicator holding the evidence (z) of its offset
+Z: dict[str, str] = {name: f"{name}_z" for name in OFFSET}
 #: calibration measure -> (its indicator, its scale: the annotation descriptor's)
 CALIBRATION: dict[str, tuple[str, float]] = {
     "volume": ("calibration_volume", dict(FAMILIES["annotation"])["volume_agreement"]),
@@ -54,11 +55,18 @@ class SiteIndicators:
     acquisition_similarity, population_similarity, annotation_similarity : how much the
         site's cases look like the rest of the federation's, per family (1 alike, 0 unlike)
     noise_offset, contrast_offset, nonuniformity_offset, sharpness_offset, csf_rank_offset :
-        the site's median case minus the federation's median case on that acquisition
-        descriptor, in units of its scale (``FAMILIES["acquisition"]``, ``FAMILIES["tissue"]``)
-    population_effect : the site's mean predicted lesion load minus the rest's, in
-        standard deviations (the population descriptor that differs most, with its sign:
-        > 0 more or larger lesions than the rest)
+        the site's median case minus the other sites' median case on that acquisition
+        descriptor, in their robust spread floored at the descriptor's scale
+        (:func:`~fedshift.shift.descriptors.robust_comparison`; ``FAMILIES["acquisition"]``,
+        ``FAMILIES["tissue"]``)
+    noise_z, contrast_z, nonuniformity_z, sharpness_z, csf_rank_z : the evidence for each
+        offset: the difference of medians over its standard error (few or spread cases:
+        small)
+    population_effect : the site's median predicted lesion load minus the other sites',
+        in their robust spread (the population descriptor that differs most, with its
+        sign: > 0 more or larger lesions than the rest)
+    population_z : the evidence for it, as for the offsets
+    cases, rest_cases : the site's cases and the other sites' cases the comparisons rest on
     intensity_w1 : 1-Wasserstein distance of brain intensities to the reference (z units)
     embedding_bw : Bures-Wasserstein distance of background (or, unlabelled, all) embeddings
         to the reference background Gaussian
@@ -88,7 +96,15 @@ class SiteIndicators:
     nonuniformity_offset: float | None = None
     sharpness_offset: float | None = None
     csf_rank_offset: float | None = None
+    noise_z: float | None = None
+    contrast_z: float | None = None
+    nonuniformity_z: float | None = None
+    sharpness_z: float | None = None
+    csf_rank_z: float | None = None
     population_effect: float | None = None
+    population_z: float | None = None
+    cases: float | None = None
+    rest_cases: float | None = None
     intensity_w1: float | None = None
     embedding_bw: float | None = None
     lesion_volume: float | None = None
@@ -212,29 +228,38 @@ def family_similarities(stats: SiteStatistics, reference: Reference) -> dict[str
     }
 
 
-def acquisition_offsets(stats: SiteStatistics, reference: Reference) -> dict[str, float]:
-    """The site's median case minus the federation's, per acquisition descriptor.
+def acquisition_offsets(
+    stats: SiteStatistics, reference: Reference, centre: str = "federation"
+) -> dict[str, float]:
+    """The site's median case against the other sites', per acquisition descriptor.
 
     Parameters
     ----------
     stats : SiteStatistics
         The site's own statistics (stay at the site).
     reference : Reference
+    centre : what the site's median case is compared with (``CENTRES`` of
+        :func:`~fedshift.shift.descriptors.robust_comparison`)
 
     Returns
     -------
     dict
-        Indicator name (:data:`OFFSET`) -> the offset in units of the descriptor's scale
-        (:func:`~fedshift.shift.descriptors.median_offsets`), for each family of
-        :data:`ACQUISITION_FAMILIES` both sides summarised; finite offsets only, empty
-        when neither has or too few cases. Scalars the site reports.
+        Indicator name (:data:`OFFSET`) -> the offset in the other sites' robust spread,
+        floored at the descriptor's scale, and (:data:`Z`) -> its evidence
+        (:func:`~fedshift.shift.descriptors.robust_comparison`), for each family of
+        :data:`ACQUISITION_FAMILIES` both sides summarised; with them ``cases`` and
+        ``rest_cases``. Finite values only; empty when either side has too few cases.
+        Scalars the site reports.
     """
     out: dict[str, float] = {}
     for family in ACQUISITION_FAMILIES:
         if family not in reference.descriptors or family not in stats.descriptors:
             continue
-        found = median_offsets(stats.descriptors[family], reference.descriptors[family])
-        out.update({OFFSET[n]: v for n, v in (found or {}).items() if np.isfinite(v)})
+        found = robust_comparison(stats.descriptors[family], reference.descriptors[family], centre)
+        for name, c in (found or {}).items():
+            if np.isfinite(c.offset) and np.isfinite(c.z):
+                out.update({OFFSET[name]: c.offset, Z[name]: c.z})
+                out.update({"cases": float(c.cases[0]), "rest_cases": float(c.cases[1])})
     return out
 
 
@@ -311,26 +336,39 @@ def calibration_indicators(calibration: Calibration | None) -> dict[str, float]:
     }
 
 
-def population_effect(stats: SiteStatistics, reference: Reference) -> float | None:
-    """The site's predicted lesion load against the rest's, as an effect size.
+def population_effect(
+    stats: SiteStatistics, reference: Reference, centre: str = "federation"
+) -> dict[str, float]:
+    """The site's predicted lesion load against the other sites', as a robust effect size.
 
     Parameters
     ----------
     stats : SiteStatistics
         The site's own statistics (stay at the site).
     reference : Reference
+    centre : as for :func:`acquisition_offsets`
 
     Returns
     -------
-    float or None
-        Of the population descriptors' Cohen's d against the rest of the federation
-        (:func:`~fedshift.shift.descriptors.mean_difference`), the one largest in absolute
-        value, with its sign (> 0: more or larger lesions); ``None`` when either side has
-        no population summary or too few cases. A scalar the site reports.
+    dict
+        Of the population descriptors' comparisons with the other sites' cases
+        (:func:`~fedshift.shift.descriptors.robust_comparison`), the one whose offset is
+        largest in absolute value: ``population_effect`` (its offset, with its sign; > 0:
+        more or larger lesions) and ``population_z`` (its evidence); with them ``cases``
+        and ``rest_cases``. Empty when either side has no population summary or too few
+        cases. Scalars the site reports.
     """
     if "population" not in reference.descriptors or "population" not in stats.descriptors:
-        return None
-    diffs = mean_difference(stats.descriptors["population"], reference.descriptors["population"])
-    if not diffs:
-        return None
-    return max(diffs.values(), key=abs)
+        return {}
+    found = robust_comparison(
+        stats.descriptors["population"], reference.descriptors["population"], centre
+    )
+    if not found:
+        return {}
+    largest = max(found.values(), key=lambda c: abs(c.offset))
+    return {
+        "population_effect": largest.offset,
+        "population_z": largest.z,
+        "cases": float(largest.cases[0]),
+        "rest_cases": float(largest.cases[1]),
+    }

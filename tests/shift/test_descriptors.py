@@ -63,26 +63,77 @@ def test_similarity_needs_two_cases_each_side(rng):
     assert similarity(many, many + one) is None
 
 
-def test_mean_difference_is_cohens_d_against_the_rest(rng):
+def test_robust_comparison_is_against_the_other_sites_median_and_spread(rng):
     """The middle of a spread federation: low similarity (few cases like its own among
-    the others) but a small effect; a site at one end: a large, signed effect."""
+    the others) but a small offset; a site at one end: a large, signed one. Offsets are
+    the median difference over 1.4826 MADs of the other sites' cases, z over its error."""
     fam = "population"
     middle = KernelSummary.of(fam, _rows(rng, 20, 1.0))
     low = KernelSummary.of(fam, _rows(rng, 20, 0.0))
     high = KernelSummary.of(fam, _rows(rng, 20, 2.0))
-    fed = middle + low + high
-    assert similarity(middle, fed) < 0.5
-    d_middle = desc.mean_difference(middle, fed)
-    assert abs(d_middle["lesion_volume"]) < 0.3 and d_middle["lesion_count"] == 0.0
-    d_high = desc.mean_difference(high, fed)["lesion_volume"]
-    d_low = desc.mean_difference(low, fed)["lesion_volume"]
-    assert d_high > 1.0 and d_low < -1.0
-    a, b = _rows(rng, 5, 1.0), _rows(rng, 7, 2.0)
-    d = desc.mean_difference(KernelSummary.of(fam, a), KernelSummary.of(fam, a + b))
-    va, vb = [r["lesion_volume"] for r in a], [r["lesion_volume"] for r in b]
-    pooled = np.sqrt((np.var(va, ddof=1) + np.var(vb, ddof=1)) / 2)
-    assert d["lesion_volume"] == pytest.approx((np.mean(va) - np.mean(vb)) / pooled)
-    assert desc.mean_difference(KernelSummary.of(fam, a[:1]), KernelSummary.of(fam, a)) is None
+    lower = KernelSummary.of(fam, _rows(rng, 20, 0.8))
+    higher = KernelSummary.of(fam, _rows(rng, 20, 1.2))
+    assert similarity(middle, middle + low + high) < 0.5
+    fed = middle + low + high + lower + higher
+    mid = desc.robust_comparison(middle, fed)
+    assert abs(mid["lesion_volume"].offset) < 0.3 and mid["lesion_volume"].cases == (20, 80)
+    assert desc.robust_comparison(high, fed)["lesion_volume"].offset > 1.0
+    assert desc.robust_comparison(low, fed)["lesion_volume"].offset < -1.0
+    # an evenly split rest has no middle: its median is the split's edge, not its centre;
+    # counted in, the site in the middle tips the federation's median onto itself
+    split = middle + low + high
+    assert abs(desc.robust_comparison(middle, split, "others")["lesion_volume"].offset) > 0.5
+    assert abs(desc.robust_comparison(middle, split)["lesion_volume"].offset) < 0.1
+    # against plain numbers: 200 cases each side, the histogram's bins are fine enough
+    a = rng.normal(1.0, 0.3, 200)
+    b = rng.normal(2.0, 0.6, 200)
+    rows = lambda v: [{"lesion_volume": x, "lesion_count": 1.5} for x in v]  # noqa: E731
+    own = KernelSummary.of(fam, rows(a))
+    fed = own + KernelSummary.of(fam, rows(b))
+    found = desc.robust_comparison(own, fed, "others")["lesion_volume"]
+    mad = lambda v: 1.4826 * np.median(np.abs(v - np.median(v)))  # noqa: E731
+    diff = np.median(a) - np.median(b)
+    assert found.offset == pytest.approx(diff / mad(b), rel=0.05)
+    error = 1.2533 * np.sqrt((mad(a) ** 2 + mad(b) ** 2) / 2) * np.sqrt(2 / 200)
+    assert found.z == pytest.approx(diff / error, rel=0.05)
+    whole = desc.robust_comparison(own, fed)["lesion_volume"]  # the federation's median case
+    assert whole.offset == pytest.approx((np.median(a) - np.median([*a, *b])) / mad(b), rel=0.1)
+    with pytest.raises(ValueError, match="centre"):
+        desc.robust_comparison(own, fed, "pooled")
+    one = KernelSummary.of(fam, _rows(rng, 1, 1.0))
+    assert desc.robust_comparison(one, one + middle) is None
+    assert desc.robust_comparison(fed, fed) is None  # no other site to compare with
+
+
+def test_one_outlier_site_moves_neither_the_others_centre_nor_their_spread(rng):
+    """Four alike sites and one at 2.5x the load with larger lesions (the issue's case): the
+    alike sites stay well inside one spread of the others; a mean and standard deviation
+    of the others' cases would put them a spread away."""
+    fam = "population"
+    alike = [KernelSummary.of(fam, _rows(rng, 10, 1.0)) for _ in range(4)]
+    outlier = KernelSummary.of(fam, _rows(rng, 10, 4.0))
+    fed = sum(alike, outlier)
+    for site in alike:
+        assert abs(desc.robust_comparison(site, fed)["lesion_volume"].offset) < 0.6
+    assert desc.robust_comparison(outlier, fed)["lesion_volume"].offset > 5.0
+
+
+def test_the_floor_bounds_an_offset_where_the_others_hardly_vary():
+    """Cases that all sit in one bin have no spread to divide by: the floor does."""
+    fam = "acquisition"
+
+    def rows(n, noise):
+        return [
+            {"noise": noise, "contrast": -2.3, "nonuniformity": -3.6, "sharpness": -0.12}
+            for _ in range(n)
+        ]
+
+    rest = KernelSummary.of(fam, rows(12, -3.5))
+    own = KernelSummary.of(fam, rows(4, -3.0))
+    found = desc.robust_comparison(own, own + rest)
+    assert found["noise"].offset == pytest.approx(0.5 / desc.ROBUST_FLOOR["noise"], rel=0.15)
+    assert found["noise"].z > 5  # tight on both sides: a sure difference
+    assert found["contrast"].offset == pytest.approx(0.0, abs=1e-9)
 
 
 def test_histogram_median_matches_the_cases(rng):
@@ -107,9 +158,9 @@ def _scanner(rng, n: int, **shift: float) -> list[dict[str, float]]:
     ]
 
 
-def test_median_offsets_place_the_one_unchanged_scanner_on_the_federation(rng):
+def test_robust_offsets_place_the_one_unchanged_scanner_among_the_others(rng):
     """Every site but one changes one setting, each another: the unchanged site has no
-    peer (low similarity) but sits on the federation's median case on every descriptor."""
+    peer (low similarity) but sits on the other sites' median case on every descriptor."""
     fam = "acquisition"
     sites = {
         "unchanged": _scanner(rng, 10),
@@ -121,12 +172,15 @@ def test_median_offsets_place_the_one_unchanged_scanner_on_the_federation(rng):
     summaries = {k: KernelSummary.of(fam, v) for k, v in sites.items()}
     fed = sum(summaries.values(), KernelSummary.zeros(fam))
     assert similarity(summaries["unchanged"], fed) < 0.5
-    offsets = {k: desc.median_offsets(s, fed) for k, s in summaries.items()}
+    offsets = {
+        k: {n: c.offset for n, c in desc.robust_comparison(s, fed).items()}
+        for k, s in summaries.items()
+    }
     assert max(abs(v) for v in offsets["unchanged"].values()) < 0.5
     assert offsets["contrast"]["contrast"] > 2.0
     assert offsets["noisy"]["noise"] > 3.0
     assert offsets["blurred"]["sharpness"] < -5.0
     assert offsets["both"]["nonuniformity"] > 2.0
     one = KernelSummary.of(fam, sites["unchanged"][:1])
-    assert desc.median_offsets(one, fed) is None
-    assert desc.median_offsets(fed, fed) is None  # no other site to compare with
+    assert desc.robust_comparison(one, fed) is None
+    assert desc.robust_comparison(fed, fed) is None  # no other site to compare with

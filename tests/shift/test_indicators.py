@@ -11,6 +11,7 @@ from fedshift.shift.embeddings import embedding_stats
 from fedshift.shift.indicators import (
     OFFSET,
     SIMILARITY,
+    Z,
     acquisition_offsets,
     calibration_indicators,
     embedding_distance,
@@ -43,14 +44,18 @@ def test_population_effect_has_the_sign_of_the_lesion_load(rng):
     high = _with(cases=6.0, descriptors={"population": _load(rng, 3.0)})
     rest = _with(cases=12.0, descriptors={"population": _load(rng, 1.0, 12)})
     reference = build_reference(high + rest)
-    assert population_effect(high, reference) > 3.0
-    assert population_effect(rest, reference) < -3.0
+    found = population_effect(high, reference)
+    assert found["population_effect"] > 3.0 and found["population_z"] > 2.0
+    assert (found["cases"], found["rest_cases"]) == (6.0, 12.0)
+    assert population_effect(rest, reference, "others")["population_effect"] < -3.0
+    # two thirds of the federation's cases: its median case is the rest's own
+    assert abs(population_effect(rest, reference)["population_effect"]) < 1.0
 
 
 def test_steps_without_their_family_measure_nothing():
     empty = SiteStatistics.zeros(LAYOUT)
     reference = build_reference(empty)
-    assert population_effect(empty, reference) is None
+    assert population_effect(empty, reference) == {}
     assert acquisition_offsets(empty, reference) == {}
     assert set(family_similarities(empty, reference)) <= set(SIMILARITY.values())
     assert all(v is None for v in family_similarities(empty, reference).values())
@@ -66,7 +71,11 @@ def test_offsets_are_named_by_their_indicator():
 
     a, b, c = site(-4.0), site(-4.0), site(-3.0)
     offsets = acquisition_offsets(c, build_reference(a + b + c))
-    assert set(offsets) == {OFFSET[name] for name, _ in FAMILIES["acquisition"]}
+    names = [name for name, _ in FAMILIES["acquisition"]]
+    assert set(offsets) == {OFFSET[n] for n in names} | {Z[n] for n in names} | {
+        "cases",
+        "rest_cases",
+    }
     assert offsets["noise_offset"] > 1.0 and abs(offsets["contrast_offset"]) < 0.5
 
 
