@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from fedshift.render.pages import num
+from fedshift.shift.detection import bound, deciding_size, detection_rate
 from fedshift.shift.diagnosis import DiagnosisConfig
 from fedshift.shift.tissue import CSF_BRIGHT_RANK
 
@@ -115,9 +116,11 @@ def verdict(entry: Mapping[str, Any]) -> dict[str, Any]:
     Returns
     -------
     ``{"status": "shifted" | "clear" | "unknown", "families": [...], "sentence": str,
-    "evidence": [str, ...], "similarities": str, "tissue": str | None}``; "unknown" when
-    the site reported nothing the verdict rests on; ``tissue`` is :data:`TISSUE_WORDS`
-    when its CSF ranks at or above ``CSF_BRIGHT_RANK`` among its deep tissue.
+    "evidence": [str, ...], "similarities": str, "tissue": str | None, "margins": [str,
+    ...]}``; "unknown" when the site reported nothing the verdict rests on; ``tissue`` is
+    :data:`TISSUE_WORDS` when its CSF ranks at or above ``CSF_BRIGHT_RANK`` among its deep
+    tissue; ``margins``: per named kind, how far past its bound and how often the error-
+    rate study named a shift that large (:func:`margin_words`).
     """
     families = [f for f in entry.get("shift", []) if f]
     indicators = entry.get("indicators", {}) or {}
@@ -139,7 +142,32 @@ def verdict(entry: Mapping[str, Any]) -> dict[str, Any]:
         "evidence": evidence,
         "similarities": ", ".join(f"{f} {num(v, 2)}" for f, v in sims),
         "tissue": TISSUE_WORDS if _bright_csf(indicators.get("csf_rank")) else None,
+        "margins": [w for f in families if (w := margin_words(f, indicators)) is not None],
     }
+
+
+def margin_words(kind: str, indicators: Mapping[str, Any]) -> str | None:
+    """How sure a named ``kind`` is, in words: the size its verdict read, its margin to the
+    bound (the diagnosis's defaults) and, where the error-rate study has a curve for the
+    kind, how often it named a shift that large at a site of as many cases
+    (:mod:`fedshift.shift.detection`). None when the size is not measured (annotation
+    decided by calibration cases, for one: the study has no curve for it)."""
+    if kind == "annotation" and _measured(indicators.get("calibration_volume")):
+        return None
+    size = deciding_size(indicators, kind)
+    if size is None:
+        return None
+    edge = bound(kind, _BOUNDS.offset, _BOUNDS.population_effect, _BOUNDS.threshold)
+    words = f"{kind}: size {size:.2f}, {size - edge:+.2f} past the bound of {edge:g}"
+    cases = indicators.get("cases")
+    found = detection_rate(kind, size, cases if _measured(cases) else None)
+    if found is None:
+        return words
+    rate, n = found
+    return (
+        f"{words}; on synthetic federations a shift this large was named {100 * rate:.0f} % "
+        f"of the time at {n} cases per site (docs/results/diagnosis-error-rates.md)"
+    )
 
 
 def _bright_csf(rank: Any) -> bool:

@@ -280,6 +280,22 @@ def similarity(own: KernelSummary, federation: KernelSummary) -> float | None:
     return max(cross, 0.0) / float(np.sqrt(s_own * s_rest))
 
 
+def mean_difference(own: KernelSummary, federation: KernelSummary) -> dict[str, float] | None:
+    """Per descriptor, the site's mean minus the rest's, in pooled within-group standard
+    deviations (Cohen's d; the rest is ``federation - own``). ``None`` when either side
+    has fewer than 2 cases; a descriptor with no spread on either side gives 0."""
+    rest = federation - own
+    if round(own.n) < 2 or round(rest.n) < 2:
+        return None
+    mine, theirs = own.moments(), rest.moments()
+    out = {}
+    for name, (mean, sd) in mine.items():
+        other_mean, other_sd = theirs[name]
+        spread = float(np.sqrt((sd**2 + other_sd**2) / 2))
+        out[name] = (mean - other_mean) / spread if spread > 1e-12 else 0.0
+    return out
+
+
 #: 1.4826 x the median absolute deviation estimates a normal distribution's standard
 #: deviation
 MAD_TO_SD = 1.4826
@@ -325,12 +341,12 @@ class Comparison:
     Attributes
     ----------
     offset : the site's median case minus the centre's (the federation's or the other
-        sites' median case), over the larger of the other sites' robust spread
-        (``MAD_TO_SD`` x median absolute deviation) and the descriptor's floor
-        (:data:`ROBUST_FLOOR`)
-    z : the same difference over its standard error (``MEDIAN_SE`` x the pooled robust
-        spread of both sides x ``sqrt(1/n_site + 1/n_rest)``): how sure a difference of
-        medians of this many cases is, whatever its size
+        sites' median case), over the larger of the robust spread pooled over the site's
+        and the other sites' cases (``MAD_TO_SD`` x median absolute deviation, root mean
+        square of the two) and the descriptor's floor (:data:`ROBUST_FLOOR`)
+    z : the same difference over its standard error (``MEDIAN_SE`` x that pooled spread x
+        ``sqrt(1/n_site + 1/n_rest)``): how sure a difference of medians of this many
+        cases is, whatever its size
     cases : the site's cases and the other sites' cases behind it
     """
 
@@ -348,13 +364,14 @@ def robust_comparison(
     own: KernelSummary, federation: KernelSummary, centre: str = "federation"
 ) -> dict[str, Comparison] | None:
     """Per descriptor, the site's median case against the federation's median case, in the
-    other sites' robust spread (floored at :data:`ROBUST_FLOOR`), with the evidence for it
-    (:class:`Comparison`).
+    robust spread of the site's and the other sites' cases (floored at
+    :data:`ROBUST_FLOOR`), with the evidence for it (:class:`Comparison`).
 
     Medians and median absolute deviations come from the descriptor histograms, so one
     site far from the rest moves neither the centre nor the others' spread (a mean and a
     standard deviation it would move: an outlier made its unshifted neighbours look
-    shifted). The spread is always the other sites' (``federation - own``). The centre
+    shifted). The spread pools the site's own and the other sites' (``federation - own``),
+    as Cohen's d does (:func:`mean_difference`). The centre
     (:data:`CENTRES`) is the whole federation's median case by default: where the other
     sites split evenly on a setting (two of four changed their slice thickness, each in
     its own way), their median falls at the edge of the split, and a site that kept the
@@ -386,7 +403,7 @@ def robust_comparison(
         error = MEDIAN_SE * pooled * float(np.sqrt(1 / n_own + 1 / n_rest))
         diff = mine - middle
         out[name] = Comparison(
-            offset=diff / max(spread_rest, ROBUST_FLOOR[name]),
+            offset=diff / max(pooled, ROBUST_FLOOR[name]),
             z=diff / error,
             cases=(n_own, n_rest),
         )

@@ -19,6 +19,7 @@ from fedshift.shift.descriptors import (
     FAMILIES,
     SHIFT_KINDS,
     KernelSummary,
+    mean_difference,
     robust_comparison,
     similarity,
 )
@@ -62,10 +63,12 @@ class SiteIndicators:
     noise_z, contrast_z, nonuniformity_z, sharpness_z, csf_rank_z : the evidence for each
         offset: the difference of medians over its standard error (few or spread cases:
         small)
-    population_effect : the site's median predicted lesion load minus the other sites',
-        in their robust spread (the population descriptor that differs most, with its
+    population_effect : how far the site's predicted lesion load lies from the other
+        sites', in spreads, as far as the mean and the median comparison agree
+        (:func:`agreed_effect`; the population descriptor that differs most, with its
         sign: > 0 more or larger lesions than the rest)
-    population_z : the evidence for it, as for the offsets
+    population_z : the evidence of the median comparison, as for the offsets
+    population_mean_effect, population_median_effect : the two comparisons behind it
     cases, rest_cases : the site's cases and the other sites' cases the comparisons rest on
     intensity_w1 : 1-Wasserstein distance of brain intensities to the reference (z units)
     embedding_bw : Bures-Wasserstein distance of background (or, unlabelled, all) embeddings
@@ -103,6 +106,8 @@ class SiteIndicators:
     csf_rank_z: float | None = None
     population_effect: float | None = None
     population_z: float | None = None
+    population_mean_effect: float | None = None
+    population_median_effect: float | None = None
     cases: float | None = None
     rest_cases: float | None = None
     intensity_w1: float | None = None
@@ -336,10 +341,27 @@ def calibration_indicators(calibration: Calibration | None) -> dict[str, float]:
     }
 
 
+def agreed_effect(mean_effect: float, median_effect: float) -> float:
+    """The lesion-load effect both comparisons agree on: the smaller in size, with its sign;
+    0 when they point different ways.
+
+    The mean comparison (Cohen's d against the other sites' cases) misreads a site beside
+    one outlier site (its mean and spread move the rest's; an unshifted site was named at
+    -1.02 sd beside a 2.5x-load site); the median comparison misreads a site whose other
+    sites have no majority (three of four others with more lesions: the unchanged site
+    sat -1.15 from the federation's median case, -0.44 from the mean,
+    ``docs/results/diagnosis-error-rates.md``). Each one's failure is where the other is
+    right, so a site counts as shifted only as far as both say.
+    """
+    if mean_effect * median_effect <= 0:
+        return 0.0
+    return min(mean_effect, median_effect, key=abs)
+
+
 def population_effect(
     stats: SiteStatistics, reference: Reference, centre: str = "federation"
 ) -> dict[str, float]:
-    """The site's predicted lesion load against the other sites', as a robust effect size.
+    """The site's predicted lesion load against the other sites', as an effect size.
 
     Parameters
     ----------
@@ -351,24 +373,29 @@ def population_effect(
     Returns
     -------
     dict
-        Of the population descriptors' comparisons with the other sites' cases
-        (:func:`~fedshift.shift.descriptors.robust_comparison`), the one whose offset is
-        largest in absolute value: ``population_effect`` (its offset, with its sign; > 0:
-        more or larger lesions) and ``population_z`` (its evidence); with them ``cases``
-        and ``rest_cases``. Empty when either side has no population summary or too few
-        cases. Scalars the site reports.
+        Per population descriptor, the mean comparison (Cohen's d,
+        :func:`~fedshift.shift.descriptors.mean_difference`) and the median comparison
+        (:func:`~fedshift.shift.descriptors.robust_comparison`) combined by
+        :func:`agreed_effect`; of the descriptors, the one whose agreed effect is largest
+        in size: ``population_effect`` (with its sign; > 0: more or larger lesions),
+        ``population_z`` (the median comparison's evidence), ``population_mean_effect``,
+        ``population_median_effect``, with ``cases`` and ``rest_cases``. Empty when
+        either side has no population summary or too few cases. Scalars the site reports.
     """
     if "population" not in reference.descriptors or "population" not in stats.descriptors:
         return {}
-    found = robust_comparison(
-        stats.descriptors["population"], reference.descriptors["population"], centre
-    )
-    if not found:
+    own, federation = stats.descriptors["population"], reference.descriptors["population"]
+    means = mean_difference(own, federation)
+    medians = robust_comparison(own, federation, centre)
+    if not means or not medians:
         return {}
-    largest = max(found.values(), key=lambda c: abs(c.offset))
+    name = max(medians, key=lambda n: abs(agreed_effect(means[n], medians[n].offset)))
+    found = medians[name]
     return {
-        "population_effect": largest.offset,
-        "population_z": largest.z,
-        "cases": float(largest.cases[0]),
-        "rest_cases": float(largest.cases[1]),
+        "population_effect": agreed_effect(means[name], found.offset),
+        "population_z": found.z,
+        "population_mean_effect": means[name],
+        "population_median_effect": found.offset,
+        "cases": float(found.cases[0]),
+        "rest_cases": float(found.cases[1]),
     }
