@@ -46,9 +46,10 @@ INDICATOR_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         tuple((key, family) for family, key in SIMILARITIES),
     ),
     (
-        "Acquisition: the site's median case against the other sites' (in their robust "
-        f"spread, at least the descriptor's scale; ±{_BOUNDS.offset:g} or beyond counts as "
-        f"shifted when its evidence z is ±{_BOUNDS.evidence:g} or beyond)",
+        "Acquisition: the site's median case against the federation's (in the robust spread "
+        f"of its and the other sites' cases, at least the descriptor's scale; "
+        f"±{_BOUNDS.offset:g} or beyond counts as shifted when its evidence z is "
+        f"±{_BOUNDS.evidence:g} or beyond)",
         (
             ("noise_offset", "noise"),
             ("noise_z", "noise: evidence z"),
@@ -78,10 +79,15 @@ INDICATOR_GROUPS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ),
     ),
     (
-        "Population: predicted lesion load, the site's median case against the other sites' "
-        f"(in their robust spread; ±{_BOUNDS.population_effect:g} or beyond counts as shifted "
-        f"when its evidence z is ±{_BOUNDS.evidence:g} or beyond)",
-        (("population_effect", "lesion load"), ("population_z", "lesion load: evidence z")),
+        "Population: predicted lesion load against the other sites' (in spreads, as far as "
+        f"the mean and the median comparison agree; ±{_BOUNDS.population_effect:g} or beyond "
+        f"counts as shifted when its evidence z is ±{_BOUNDS.evidence:g} or beyond)",
+        (
+            ("population_effect", "lesion load"),
+            ("population_mean_effect", "lesion load: by mean (Cohen's d)"),
+            ("population_median_effect", "lesion load: by median"),
+            ("population_z", "lesion load: evidence z"),
+        ),
     ),
     (
         "Calibration cases: the site's labels against the reference standard",

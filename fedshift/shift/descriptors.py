@@ -344,9 +344,9 @@ class Comparison:
         sites' median case), over the larger of the robust spread pooled over the site's
         and the other sites' cases (``MAD_TO_SD`` x median absolute deviation, root mean
         square of the two) and the descriptor's floor (:data:`ROBUST_FLOOR`)
-    z : the same difference over its standard error (``MEDIAN_SE`` x that pooled spread x
-        ``sqrt(1/n_site + 1/n_rest)``): how sure a difference of medians of this many
-        cases is, whatever its size
+    z : the same difference over its standard error (``MEDIAN_SE`` x the robust spread
+        pooled with each side weighted by its cases x ``sqrt(1/n_site + 1/n_rest)``): how
+        sure a difference of medians of this many cases is, whatever its size
     cases : the site's cases and the other sites' cases behind it
     """
 
@@ -400,7 +400,11 @@ def robust_comparison(
         # no spread below a histogram bin's: a median is not known more finely than that
         resolution = (hi - lo) / HIST_BINS
         pooled = max(float(np.sqrt((spread_own**2 + spread_rest**2) / 2)), resolution)
-        error = MEDIAN_SE * pooled * float(np.sqrt(1 / n_own + 1 / n_rest))
+        # the error's spread weighs each side by its cases: a MAD of three cases is a poor
+        # estimate, and a tiny one would make any difference look sure
+        weighted = (n_own * spread_own**2 + n_rest * spread_rest**2) / (n_own + n_rest)
+        sigma = max(float(np.sqrt(weighted)), resolution)
+        error = MEDIAN_SE * sigma * float(np.sqrt(1 / n_own + 1 / n_rest))
         diff = mine - middle
         out[name] = Comparison(
             offset=diff / max(pooled, ROBUST_FLOOR[name]),

@@ -14,20 +14,30 @@ Each site measures its indicators locally (:func:`measure`) from its own statist
 the broadcast reference and reports them to the coordinator as **scalars**, never the
 statistics behind them. The verdict rests on one similarity per kind of shift
 (:func:`fedshift.shift.descriptors.similarity`): how much the site's cases look like the
-rest of the federation's cases, in [0, ~1]; for population, on the effect size of its
-lesion load (:func:`fedshift.shift.descriptors.mean_difference`). The rule is
+rest of the federation's cases, in [0, ~1]; for acquisition and population, on robust
+comparisons of the site's median case with the federation's
+(:func:`fedshift.shift.descriptors.robust_comparison`), each with its evidence (a ``_z``
+indicator: the difference of medians over its standard error). The rule is
 
 - acquisition  <- on some acquisition descriptor (noise, contrast, non-uniformity,
   sharpness, CSF rank), the site's median case lies at least ``DiagnosisConfig.offset``
-  scales from the federation's median case (:func:`fedshift.shift.descriptors.median_offsets`);
-- population   <- predicted lesion load (volume or count) differing from the rest's by at
-  least ``DiagnosisConfig.population_effect`` standard deviations, images alike
+  scales from the federation's median case (the scale: the robust spread of the site's and
+  the other sites' cases, never less than the descriptor's kernel scale), with evidence
+  of at least ``DiagnosisConfig.evidence``;
+- population   <- predicted lesion load (volume or count) differing from the other sites'
+  by at least ``DiagnosisConfig.population_effect`` spreads both by mean (Cohen's d) and
+  by median (:func:`fedshift.shift.indicators.agreed_effect`), with evidence, images alike
   (acquisition not flagged);
 - annotation   <- with calibration cases (:mod:`fedshift.shift.calibration`): the site's
   labels of them differ from the reference standard by at least ``DiagnosisConfig.offset``
   scales in lesion volume or count (the ``annotation`` scales of ``FAMILIES``), whatever
   the other kinds; without: annotation similarity below the threshold, images alike,
   lesion load alike (population not flagged).
+
+A comparison past its size bound but short of the evidence is not named; the verdict says
+"too little evidence" and on how many cases. Every verdict ends with the sites it was
+compared with (those in the secure sum). The bounds' false-alarm rates and what they
+detect: ``docs/results/diagnosis-error-rates.md`` (``simulations/diagnosis_error_rates.py``).
 
 Why a median offset for acquisition: when every site but one changes one setting of its
 scanner, each in its own direction, the unchanged site has no peer: its similarity to
@@ -73,6 +83,12 @@ scenario two raters annotate lesions under 300 mm^3 and two do not (one misses t
 one-voxel erosion deletes them), and the faithful rater was named on seeds 0 and 2
 (similarity 0.47 and 0.39). A fixed reference standard does not depend on the other
 sites, the model or the scanner, so nothing gates it.
+
+Why both a mean and a median for population: the mean comparison misreads a site beside
+one outlier site (its mean and spread move the others'; an unshifted site was named at
+-1.02 sd beside a 2.5x-load site), the median comparison a site whose other sites have no
+majority (the ``population`` scenario's unchanged site0: -1.15 from the federation's
+median case, -0.44 from the mean). A site counts as shifted only as far as both say.
 
 Why an effect size for population: lesion loads spread along one axis (fewer, more,
 larger), so a site in the middle of the federation has few cases like its own among the
@@ -251,7 +267,7 @@ def _tissue_note(ind: SiteIndicators, cfg: DiagnosisConfig) -> str | None:
     if bright:
         return bright
     return (
-        "CSF ranks unlike the other sites' median case among the deep tissue: the tissues "
+        "CSF ranks unlike the federation's median case among the deep tissue: the tissues "
         "changed order, and a monotone intensity map cannot undo this"
     )
 
@@ -299,7 +315,7 @@ def _all_clear(ind: SiteIndicators, scores: dict[str, float], cfg: DiagnosisConf
     if within:
         worst = max(within, key=lambda n: abs(within[n]))
         notes.append(
-            f"acquisition within {cfg.offset:g} scale of the other sites' median case "
+            f"acquisition within {cfg.offset:g} scale of the federation's median case "
             f"(largest: {worst} {within[worst]:+.1f})"
         )
     calibration = _calibration(ind)
@@ -342,7 +358,7 @@ def _verdict(ind: SiteIndicators, cfg: DiagnosisConfig) -> Diagnosis:
         shift.append("acquisition")
         if _offsets(ind):
             notes.append(
-                f"images unlike the other sites' median case ({low['acquisition']} scales)"
+                f"images unlike the federation's median case ({low['acquisition']} scales)"
             )
             tissue = _tissue_note(ind, cfg)
             if tissue:

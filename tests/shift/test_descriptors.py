@@ -96,6 +96,11 @@ def test_robust_comparison_is_against_the_other_sites_median_and_spread(rng):
     pooled = np.sqrt((mad(a) ** 2 + mad(b) ** 2) / 2)
     assert found.offset == pytest.approx(diff / pooled, rel=0.05)
     assert found.z == pytest.approx(diff / (1.2533 * pooled * np.sqrt(2 / 200)), rel=0.05)
+    four = KernelSummary.of(fam, rows(a[:4]))
+    few = desc.robust_comparison(four, four + KernelSummary.of(fam, rows(b)), "others")
+    weighted = np.sqrt((4 * mad(a[:4]) ** 2 + 200 * mad(b) ** 2) / 204)
+    expected = (np.median(a[:4]) - np.median(b)) / (1.2533 * weighted * np.sqrt(1 / 4 + 1 / 200))
+    assert few["lesion_volume"].z == pytest.approx(expected, rel=0.1)
     whole = desc.robust_comparison(own, fed)["lesion_volume"]  # the federation's median case
     assert whole.offset == pytest.approx((np.median(a) - np.median([*a, *b])) / pooled, rel=0.1)
     with pytest.raises(ValueError, match="centre"):

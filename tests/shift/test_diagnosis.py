@@ -99,7 +99,7 @@ def test_acquisition_is_decided_by_the_median_offsets_when_measured():
     )
     (d,) = diagnose([common])
     assert d.shift == []
-    assert "within 1 scale of the other sites' median case" in d.evidence
+    assert "within 1 scale of the federation's median case" in d.evidence
     assert "contrast -0.6" in d.evidence and "acquisition 0.05" not in d.evidence
     curve = SiteIndicators(
         "curve", acquisition_similarity=0.9, contrast_offset=1.6, sharpness_offset=-1.1
