@@ -12,7 +12,7 @@ Two steps:
    model predicts, its agreement with the label), under the model of a finished run
    (``--model``, trained once; the model's run is another generator seed). The rows are
    kept under ``OUT/rows`` and reused.
-2. **Federations.** Many federations drawn from the pools: 4 to 16 sites, 4, 6 or 8 cases
+2. **Federations.** Many federations drawn from the pools: 4 to 16 sites, 3, 5 or 8 cases
    each, up to a third of them shifted (each by a pool drawn at random), the others drawn
    from ``base`` without replacement. Each site's statistics are the sums of its cases'
    descriptor summaries, the reference their total, and the indicators and verdicts those
@@ -102,7 +102,7 @@ GRID = {
     "threshold": (0.5, 0.4, 0.3, 0.2),
 }
 SITES = range(4, 17)
-CASES = (4, 6, 8)
+CASES = (3, 5, 8)
 #: arm -> (centre of the comparisons, who reads the lesion load): the diagnosis as built
 #: (the federation's median case, the global model's prediction), the other sites' median
 #: case instead, and the site's own labels reading the load (what a calibration of the

@@ -84,3 +84,21 @@ def test_bright_csf_is_said_in_words_beside_the_acquisition_offsets() -> None:
     order = [r["label"] for g in groups for r in g["rows"]]
     assert order.index("tissue order (CSF rank)") < order.index("CSF rank")
     assert "AUC lesion vs NAWM, intensity-mapped" in order and "AUC lesion vs GM" not in order
+
+
+def test_a_named_kind_says_its_margin_and_how_often_a_shift_that_large_was_named() -> None:
+    from fedshift.shift.detection import detection_rate
+    from fedshift.shift.diagnosis import DiagnosisConfig
+
+    bound = DiagnosisConfig().population_effect
+    indicators = {"population_effect": -(bound + 0.6), "cases": 6.0}
+    card = verdict({"shift": ["population"], "evidence": "", "indicators": indicators})
+    (line,) = card["margins"]
+    assert line.startswith(f"population: size {bound + 0.6:.2f}, +0.60 past the bound of {bound:g}")
+    rate, n = detection_rate("population", bound + 0.6, 6.0)
+    assert f"named {100 * rate:.0f} % of the time at {n} cases per site" in line
+    # annotation decided by calibration cases: the study has no curve for it
+    calibrated = {"calibration_volume": 0.3, "annotation_similarity": 0.2}
+    card = verdict({"shift": ["annotation"], "evidence": "", "indicators": calibrated})
+    assert card["margins"] == []
+    assert verdict({"shift": [], "evidence": "", "indicators": indicators})["margins"] == []
