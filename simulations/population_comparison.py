@@ -7,7 +7,7 @@ sigma) at the outlier sites; a site is named when |effect| >= the threshold.
 
 The three comparisons, each of one site against the other sites' cases:
 
-- ``cohen``: today's rule (:func:`fedshift.shift.descriptors.mean_difference`): mean
+- ``cohen``: the rule before issue 24 (:func:`fedshift.shift.descriptors.mean_difference`): mean
   difference over the pooled within-group standard deviation;
 - ``pooled median``: the site's median case minus the other sites' pooled median case,
   over 1.4826 x their pooled MAD (floored): what secure sums of per-case histograms give;

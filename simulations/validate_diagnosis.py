@@ -36,7 +36,7 @@ from fedshift.config import load_config
 from fedshift.data.synth.config import SiteSpec
 from fedshift.runconfig import RunConfig
 from fedshift.shift.diagnosis import diagnose, measure
-from fedshift.shift.indicators import OFFSET
+from fedshift.shift.indicators import OFFSET, SiteIndicators
 from fedshift.site.calibration import measure_calibration
 from fedshift.site.files import ShiftFolder
 
@@ -87,6 +87,20 @@ def truth_of(run: Path) -> dict[str, list[str]]:
 def remeasure(run: Path, calibrated: bool = True) -> dict:
     """The diagnosis.json the coordinator would write today, from the sites' own folders
     (and, with ``calibrated``, their calibration cases where the data folder has them)."""
+    indicators = remeasured_indicators(run, calibrated)
+    verdicts = {d.site: d for d in diagnose(indicators)}
+    return {
+        "sites": {
+            i.site: {"shift": verdicts[i.site].shift, "indicators": asdict(i)} for i in indicators
+        }
+    }
+
+
+def remeasured_indicators(
+    run: Path, calibrated: bool = True, centre: str = "federation"
+) -> list[SiteIndicators]:
+    """Every site's indicators measured today from its own shift folder (see
+    :func:`remeasure`; ``centre``: see :func:`fedshift.shift.diagnosis.measure`)."""
     indicators = []
     data = {Path(d).name: Path(d) for d in load_config(RunConfig, [run / "config.yaml"]).all_sites}
     for site in sorted(p for p in (run / "sites").iterdir() if (p / "shift").is_dir()):
@@ -102,14 +116,10 @@ def remeasure(run: Path, calibrated: bool = True) -> dict:
                 dice=local.dice,
                 volume_bias=local.volume_bias,
                 calibration=measure_calibration(data[site.name]) if calibrated else None,
+                centre=centre,
             )
         )
-    verdicts = {d.site: d for d in diagnose(indicators)}
-    return {
-        "sites": {
-            i.site: {"shift": verdicts[i.site].shift, "indicators": asdict(i)} for i in indicators
-        }
-    }
+    return indicators
 
 
 def compare(

@@ -36,7 +36,7 @@ def _shift(*sites: SiteIndicators) -> list[list[str]]:
 def test_all_alike_is_no_shift():
     result = diagnose([_site("a"), _site("b"), _site("c")])
     assert all(d.shift == [] for d in result)
-    assert "at or above 0.5" in result[0].evidence
+    assert "at or above 0.6" in result[0].evidence
     assert result[0].scores == {"acquisition": 0.95, "population": 0.9, "annotation": 0.9}
 
 
