@@ -163,7 +163,7 @@ def margin_words(kind: str, indicators: Mapping[str, Any]) -> str | None:
     size = deciding_size(indicators, kind)
     if size is None:
         return None
-    edge = bound(kind, _BOUNDS.offset, _BOUNDS.population_effect, _BOUNDS.threshold)
+    edge = bound(kind, _BOUNDS)
     words = f"{kind}: size {size:.2f}, {size - edge:+.2f} past the bound of {edge:g}"
     cases = indicators.get("cases")
     found = detection_rate(kind, size, cases if _measured(cases) else None)

@@ -17,11 +17,11 @@ the federation's, a site computes :func:`similarity`: the Gaussian-kernel simila
 its cases to the rest of the federation's cases, normalised by how similar each group is
 to itself: about 1 when its cases look like everyone else's, about 0 when no other site
 has cases like them. Or :func:`robust_comparison`: per descriptor, how far the site's
-median case lies from the other sites' median case, in their robust spread (never less
-than the descriptor's scale), and how sure that difference is. The other sites' median is
-where most of them are when most share a setting, so a site that kept the common setting
-on every axis sits near it, however the other sites moved, and one outlier site moves
-neither the others' median nor their spread.
+median case lies from the federation's median case, in the robust spread of its own and
+the other sites' cases (never less than the descriptor's scale), and how sure that
+difference is. The federation's median is where most sites are when most share a setting,
+so a site that kept the common setting on every axis sits near it, however the other
+sites moved, and one outlier site moves neither the median nor the others' spread.
 
 References
 ----------
@@ -310,7 +310,6 @@ MEDIAN_SE = 1.2533
 ROBUST_FLOOR: dict[str, float] = {
     **{name: scale for family in ("acquisition", "tissue") for name, scale in FAMILIES[family]},
     **{name: scale / 2 for name, scale in FAMILIES["population"]},
-    **{name: scale for name, scale in FAMILIES["annotation"]},
 }
 
 

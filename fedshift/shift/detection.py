@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from fedshift.shift.diagnosis import DiagnosisConfig
 from fedshift.shift.indicators import OFFSET
 
 #: the curves of the error-rate study (written by simulations/diagnosis_error_rates.py)
@@ -57,9 +58,10 @@ def deciding_size(indicators: Mapping[str, Any], kind: str) -> float | None:
     raise ValueError(f"unknown kind of shift {kind!r}")
 
 
-def bound(kind: str, offset: float, population_effect: float, threshold: float) -> float:
-    """The size at which ``kind`` counts as shifted, from the diagnosis's thresholds."""
-    return {"acquisition": offset, "population": population_effect}.get(kind, 1.0 - threshold)
+def bound(kind: str, cfg: DiagnosisConfig) -> float:
+    """The size at which ``kind`` counts as shifted under ``cfg``'s thresholds."""
+    sizes = {"acquisition": cfg.offset, "population": cfg.population_effect}
+    return sizes.get(kind, 1.0 - cfg.threshold)
 
 
 @cache

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from fedshift.shift.detection import bound, deciding_size, detection_rate, load_curves
+from fedshift.shift.diagnosis import DiagnosisConfig
 
 CURVES = {
     "kinds": {
@@ -34,9 +35,10 @@ def test_the_deciding_size_of_each_kind():
 
 
 def test_bounds_follow_the_thresholds():
-    assert bound("acquisition", 1.5, 1.25, 0.4) == 1.5
-    assert bound("population", 1.5, 1.25, 0.4) == 1.25
-    assert bound("annotation", 1.5, 1.25, 0.4) == pytest.approx(0.6)
+    cfg = DiagnosisConfig(offset=1.5, population_effect=1.25, threshold=0.4)
+    assert bound("acquisition", cfg) == 1.5
+    assert bound("population", cfg) == 1.25
+    assert bound("annotation", cfg) == pytest.approx(0.6)
 
 
 def test_detection_rate_reads_the_nearest_case_count_and_interpolates():
